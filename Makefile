@@ -75,6 +75,10 @@ FUZZ_BINS := $(patsubst %.c,$(BUILD)/fuzz/%,$(notdir $(FUZZ_SRCS)))
 
 all: $(BIN)
 
+# Skeletons and BPF objects are intermediate files of pattern chains; keep them
+# so that every make does not rebuild them.
+.SECONDARY: $(BPF_OBJS) $(BPF_SKELS) $(VMLINUX)
+
 $(VMLINUX):
 	@mkdir -p $(dir $@)
 	$(Q)$(BPFTOOL) btf dump file /sys/kernel/btf/vmlinux format c > $@.tmp && mv $@.tmp $@

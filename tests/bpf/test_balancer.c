@@ -1,0 +1,1053 @@
+/*
+ * test_balancer.c - packet fixtures for the XDP balancer (bpf/balancer.bpf.c)
+ * through BPF_PROG_TEST_RUN, programmed through src/l4/datapath.h in test mode.
+ *
+ * bpf_fib_lookup needs real routes and neighbours, so the process moves into
+ * a private network namespace with two veth pairs:
+ *   tg-lb0 198.18.1.1/24 fd00:7467:1::1/64  neighbours: real A .11, real B .12
+ *   tg-lb1 198.18.2.1/24                    neighbour:  real D .21
+ * Packets "arrive" on tg-lb0 (xdp_md.ingress_ifindex), so a real behind
+ * tg-lb0 gives XDP_TX and one behind tg-lb1 XDP_REDIRECT. Real C (.99 on
+ * tg-lb0's subnet) has no neighbour entry; real E (198.19.250.1) no route.
+ * Every expected output is built here from the packet and the shared flow
+ * hash (bpf/abi.h), then compared byte for byte.
+ */
+#include <setjmp.h>
+#include <stdarg.h>
+#include <stddef.h>
+
+#include <cmocka.h>
+
+#include "balancer.skel.h"
+#include "fixture.h"
+#include "l4/datapath.h"
+
+#include <netinet/in.h>
+#include <time.h>
+
+#define VIP4	 "198.18.100.1"
+#define VIP4_SRC "198.18.100.2" /* hash source-ip VIP */
+#define VIP4_L2	 "198.18.100.3"
+#define VIP4_NOR "198.18.100.4" /* VIP with no Maglev table */
+#define VIP6	 "fd00:7467:100::1"
+#define VIP6_L2	 "fd00:7467:100::3"
+#define CLIENT4	 "198.18.50.7"
+#define CLIENT6	 "fd00:7467:50::7"
+
+enum { V_TCP4, V_UDP4, V_TCP6, V_UDP6, V_SRC4, V_L2_4, V_NORING, V_L2_6 };
+enum { R_A = 1, R_B = 2, R_C = 3, R_D = 4, R_E = 5, R_A6 = 11, R_B6 = 12 };
+
+static const uint8_t MAC_A[6] = {0x02, 0, 0, 0, 0x0a, 0x11};
+static const uint8_t MAC_B[6] = {0x02, 0, 0, 0, 0x0a, 0x12};
+static const uint8_t MAC_D[6] = {0x02, 0, 0, 0, 0x0b, 0x21};
+static const uint8_t MAC_LB1[6] = {0x02, 0, 0, 0, 0x1b, 0x02};
+
+#define RING 65537u
+
+static bool have_netns;
+static int if_lb0;
+
+typedef struct fx {
+	tg_dp_t *dp;	 /* datapath in test mode */
+	int prog;	 /* balancer program fd */
+	uint32_t *table; /* scratch Maglev table */
+} fx_t;
+
+static int group_setup(void **state)
+{
+	(void)state;
+	have_netns = fx_private_netns();
+	if (!have_netns)
+		return 0;
+	int rc = 0;
+	rc |= fx_sh("ip link add tg-lb0 address 02:00:00:00:1b:01 type veth peer name tg-rt0 "
+		    "address 02:00:00:00:c1:01");
+	rc |= fx_sh("ip link add tg-lb1 address 02:00:00:00:1b:02 type veth peer name tg-rt1 "
+		    "address 02:00:00:00:c1:02");
+	rc |= fx_sh("for i in tg-lb0 tg-rt0 tg-lb1 tg-rt1; do ip link set $i up; done");
+	rc |= fx_sh("ip addr add 198.18.1.1/24 dev tg-lb0 && ip addr add 198.18.2.1/24 dev tg-lb1");
+	rc |= fx_sh("ip -6 addr add fd00:7467:1::1/64 dev tg-lb0 nodad");
+	rc |= fx_sh("ip neigh add 198.18.1.11 lladdr 02:00:00:00:0a:11 nud permanent dev tg-lb0");
+	rc |= fx_sh("ip neigh add 198.18.1.12 lladdr 02:00:00:00:0a:12 nud permanent dev tg-lb0");
+	rc |= fx_sh("ip neigh add 198.18.2.21 lladdr 02:00:00:00:0b:21 nud permanent dev tg-lb1");
+	rc |= fx_sh("ip -6 neigh add fd00:7467:1::11 lladdr 02:00:00:00:0a:11 nud permanent "
+		    "dev tg-lb0");
+	rc |= fx_sh("ip -6 neigh add fd00:7467:1::12 lladdr 02:00:00:00:0a:12 nud permanent "
+		    "dev tg-lb0");
+	/* bpf_fib_lookup answers FWD_DISABLED unless the ingress forwards. */
+	rc |= fx_sh("sysctl -qw net.ipv4.ip_forward=1 net.ipv6.conf.all.forwarding=1");
+	if_lb0 = (int)if_nametoindex("tg-lb0");
+	return rc == 0 && if_lb0 ? 0 : -1;
+}
+
+static void sockaddr_of(const char *text, uint16_t port, struct sockaddr_storage *ss)
+{
+	memset(ss, 0, sizeof(*ss));
+	if (strchr(text, ':')) {
+		struct sockaddr_in6 *s6 = (struct sockaddr_in6 *)ss;
+		s6->sin6_family = AF_INET6;
+		s6->sin6_port = htons(port);
+		assert_int_equal(inet_pton(AF_INET6, text, &s6->sin6_addr), 1);
+	} else {
+		struct sockaddr_in *s4 = (struct sockaddr_in *)ss;
+		s4->sin_family = AF_INET;
+		s4->sin_port = htons(port);
+		assert_int_equal(inet_pton(AF_INET, text, &s4->sin_addr), 1);
+	}
+}
+
+static void vip_add(fx_t *f, uint32_t id, const char *addr, uint16_t port, uint8_t proto,
+		    bool src_hash, bool l2, uint32_t idle)
+{
+	tg_dp_vip_t v;
+
+	memset(&v, 0, sizeof(v));
+	sockaddr_of(addr, port, &v.addr);
+	v.proto = proto;
+	v.hash_source_ip = src_hash;
+	v.forward_l2 = l2;
+	v.idle_timeout_s = idle;
+	assert_int_equal(tg_dp_vip_set(f->dp, id, &v), 0);
+}
+
+static void real_add(fx_t *f, uint32_t id, const char *addr)
+{
+	struct sockaddr_storage ss;
+
+	sockaddr_of(addr, 0, &ss);
+	assert_int_equal(tg_dp_real_set(f->dp, id, (struct sockaddr *)&ss), 0);
+}
+
+/* Fills the VIP's table with one real, or alternating a/b when b != 0. */
+static void table_set(fx_t *f, uint32_t vip, uint32_t a, uint32_t b)
+{
+	for (uint32_t i = 0; i < RING; i++)
+		f->table[i] = (b && (i & 1)) ? b : a;
+	assert_int_equal(tg_dp_maglev_swap(f->dp, vip, f->table, RING), 0);
+}
+
+/* Real the alternating table a/b gives this flow (the test's own Maglev). */
+static uint32_t predict(const fx_spec_t *s, uint32_t flags, uint32_t a, uint32_t b)
+{
+	struct tg_flow_key k = fx_flow_key(s);
+	uint32_t slot = tg_maglev_slot(tg_flow_hash(&k, flags), RING);
+	return (slot & 1) ? b : a;
+}
+
+static int fx_open(void **state, const tg_dp_opts_t *o)
+{
+	fx_t *f = calloc(1, sizeof(*f));
+	tg_dp_opts_t def;
+
+	if (!f)
+		return -1;
+	memset(&def, 0, sizeof(def));
+	def.test_mode = true;
+	if (tg_dp_open(o ? o : &def, &f->dp) != 0) {
+		free(f);
+		return -1;
+	}
+	f->prog = bpf_program__fd(tg_dp_skeleton(f->dp)->progs.balancer_xdp);
+	f->table = calloc(RING, sizeof(uint32_t));
+	vip_add(f, V_TCP4, VIP4, 80, IPPROTO_TCP, false, false, 0);
+	vip_add(f, V_UDP4, VIP4, 53, IPPROTO_UDP, false, false, 0);
+	vip_add(f, V_TCP6, VIP6, 80, IPPROTO_TCP, false, false, 0);
+	vip_add(f, V_UDP6, VIP6, 53, IPPROTO_UDP, false, false, 0);
+	vip_add(f, V_SRC4, VIP4_SRC, 80, IPPROTO_TCP, true, false, 0);
+	vip_add(f, V_L2_4, VIP4_L2, 80, IPPROTO_TCP, false, true, 0);
+	vip_add(f, V_NORING, VIP4_NOR, 80, IPPROTO_TCP, false, false, 0);
+	vip_add(f, V_L2_6, VIP6_L2, 80, IPPROTO_TCP, false, true, 0);
+	real_add(f, R_A, "198.18.1.11");
+	real_add(f, R_B, "198.18.1.12");
+	real_add(f, R_C, "198.18.1.99");
+	real_add(f, R_D, "198.18.2.21");
+	real_add(f, R_E, "198.19.250.1");
+	real_add(f, R_A6, "fd00:7467:1::11");
+	real_add(f, R_B6, "fd00:7467:1::12");
+	table_set(f, V_TCP4, R_A, R_B);
+	table_set(f, V_UDP4, R_A, R_B);
+	table_set(f, V_TCP6, R_A6, R_B6);
+	table_set(f, V_UDP6, R_A6, R_B6);
+	table_set(f, V_SRC4, R_A, R_B);
+	table_set(f, V_L2_4, R_A, 0);
+	table_set(f, V_L2_6, R_A6, 0);
+	*state = f;
+	return 0;
+}
+
+static int setup(void **state)
+{
+	if (!have_netns)
+		return 0;
+	return fx_open(state, NULL);
+}
+
+static int teardown(void **state)
+{
+	fx_t *f = *state;
+
+	if (f) {
+		tg_dp_close(f->dp);
+		free(f->table);
+		free(f);
+	}
+	return 0;
+}
+
+#define NEED_NETNS()                                                                               \
+	do {                                                                                       \
+		if (!have_netns) {                                                                 \
+			fprintf(stderr, "SKIP: no private network namespace (see above)\n");       \
+			skip();                                                                    \
+		}                                                                                  \
+	} while (0)
+
+static uint64_t stat_get(fx_t *f, unsigned int s)
+{
+	uint64_t v[TG_STAT_MAX];
+	assert_int_equal(tg_dp_stats_read(f->dp, v), 0);
+	return v[s];
+}
+
+/* Prints the non-zero event counters (context for a failing assertion). */
+static void dump_stats(fx_t *f)
+{
+	uint64_t v[TG_STAT_MAX];
+	if (tg_dp_stats_read(f->dp, v))
+		return;
+	for (unsigned int i = 0; i < TG_STAT_MAX; i++)
+		if (v[i])
+			fprintf(stderr, "  stat %s = %llu\n", tg_dp_stat_name(i),
+				(unsigned long long)v[i]);
+}
+
+static const uint8_t *real_mac(uint32_t real)
+{
+	return real == R_A || real == R_A6 ? MAC_A : real == R_B || real == R_B6 ? MAC_B : MAC_D;
+}
+
+static const char *real_addr(uint32_t real)
+{
+	switch (real) {
+	case R_A:
+		return "198.18.1.11";
+	case R_B:
+		return "198.18.1.12";
+	case R_C:
+		return "198.18.1.99";
+	case R_D:
+		return "198.18.2.21";
+	case R_A6:
+		return "fd00:7467:1::11";
+	default:
+		return "fd00:7467:1::12";
+	}
+}
+
+/*
+ * Expected output of an encapsulated packet: new Ethernet header (dst = the
+ * real's neighbour MAC, src = our NIC; or unchanged when eth_keep), outer IPv4
+ * (or IPv6) built from the rules in bpf/abi.h, then the input's L3 bytes.
+ * `hash` is the flow hash that picks the outer source. l2 = 14 or 18.
+ */
+static void expect_encap(const fx_pkt_t *in, size_t l2, int family, uint32_t real, uint32_t hash,
+			 const uint8_t *dmac, const uint8_t *smac, fx_pkt_t *out)
+{
+	size_t olen = family == 4 ? 20 : 40;
+	size_t inner = in->len - l2;
+	uint8_t *o;
+
+	memset(out, 0, sizeof(*out));
+	memcpy(out->b, in->b, l2);
+	if (dmac) {
+		memcpy(out->b, dmac, 6);
+		memcpy(out->b + 6, smac, 6);
+	}
+	o = out->b + l2;
+	const uint8_t *ip = in->b + l2;
+	if (family == 4) {
+		uint8_t base[4] = {198, 19, 0, 0};
+		uint32_t base_be;
+		memcpy(&base_be, base, 4);
+		uint32_t src = tg_encap_src4(base_be, hash);
+		o[0] = 0x45;
+		o[1] = ip[1]; /* TOS copied */
+		put16(o + 2, (uint16_t)(inner + 20));
+		put16(o + 6, 0x4000); /* DF */
+		o[8] = 64;
+		o[9] = 4;
+		memcpy(o + 12, &src, 4);
+		fx_addr(4, real_addr(real), o + 16);
+		/* 198.19.x.y with x.y = the hash folded to 16 bits */
+		uint16_t low = (uint16_t)((hash ^ (hash >> 16)) & 0xffff);
+		assert_int_equal(o[12], 198);
+		assert_int_equal(o[13], 19);
+		assert_int_equal(get16(o + 14), low);
+		put16(o + 10, fx_fold(fx_sum(o, 20, 0)));
+	} else {
+		uint32_t tc = (uint32_t)((get16(ip) >> 4) & 0xff);
+		uint32_t w = (6u << 28) | (tc << 20) | (hash & 0xfffff);
+		put16(o, (uint16_t)(w >> 16));
+		put16(o + 2, (uint16_t)w);
+		put16(o + 4, (uint16_t)inner);
+		o[6] = 41;
+		o[7] = 64;
+		const uint8_t base[12] = {0xfd, 0x00, 0x74, 0x67, 0xff, 0xff, 0xff, 0xff};
+		memcpy(o + 8, base, 12);
+		o[20] = (uint8_t)(hash >> 24);
+		o[21] = (uint8_t)(hash >> 16);
+		o[22] = (uint8_t)(hash >> 8);
+		o[23] = (uint8_t)hash;
+		fx_addr(6, real_addr(real), o + 24);
+	}
+	memcpy(o + olen, ip, inner);
+	out->len = l2 + olen + inner;
+}
+
+/* Sends spec s to the balancer and checks: XDP_TX, encapsulated to `real`,
+ * exact bytes, valid outer checksum. */
+static void send_expect_real(fx_t *f, const fx_spec_t *s, uint32_t flags, uint32_t real)
+{
+	fx_pkt_t in, out, want;
+	struct tg_flow_key k = fx_flow_key(s);
+	uint32_t hash = tg_flow_hash(&k, flags);
+	size_t l2 = s->vlan ? 18 : 14;
+
+	fx_build(s, &in);
+	int rc = fx_run(f->prog, &in, &out, if_lb0, true);
+	if (rc != XDP_TX)
+		dump_stats(f);
+	assert_int_equal(rc, XDP_TX);
+	expect_encap(&in, l2, s->family, real, hash, real_mac(real), FX_MAC_LB, &want);
+	assert_true(fx_same(&out, &want));
+	if (s->family == 4)
+		assert_true(fx_ip4_csum_ok(out.b + l2));
+}
+
+/* Sends and expects XDP_PASS with the frame unchanged. */
+static void send_expect_pass_untouched(fx_t *f, const fx_pkt_t *in)
+{
+	fx_pkt_t out;
+	assert_int_equal(fx_run(f->prog, in, &out, if_lb0, true), XDP_PASS);
+	assert_true(fx_same(&out, in));
+}
+
+static fx_spec_t tcp4(uint16_t sport)
+{
+	fx_spec_t s = {.family = 4,
+		       .proto = 6,
+		       .src = CLIENT4,
+		       .dst = VIP4,
+		       .sport = sport,
+		       .dport = 80,
+		       .payload = 16,
+		       .tos = 0x10};
+	return s;
+}
+
+static fx_spec_t tcp6(uint16_t sport)
+{
+	fx_spec_t s = {.family = 6,
+		       .proto = 6,
+		       .src = CLIENT6,
+		       .dst = VIP6,
+		       .sport = sport,
+		       .dport = 80,
+		       .payload = 16,
+		       .tos = 0x28};
+	return s;
+}
+
+/* ---- forwarding: exact bytes ------------------------------------------------ */
+
+static void test_ipv4_tcp_encap(void **state)
+{
+	NEED_NETNS();
+	fx_t *f = *state;
+	for (uint16_t p = 40000; p < 40008; p++) {
+		fx_spec_t s = tcp4(p);
+		send_expect_real(f, &s, 0, predict(&s, 0, R_A, R_B));
+	}
+	assert_int_equal(stat_get(f, TG_STAT_FWD_TX), 8);
+	assert_int_equal(stat_get(f, TG_STAT_FLOW_MISS), 8);
+}
+
+static void test_ipv4_udp_encap(void **state)
+{
+	NEED_NETNS();
+	fx_t *f = *state;
+	fx_spec_t s = {.family = 4,
+		       .proto = 17,
+		       .src = CLIENT4,
+		       .dst = VIP4,
+		       .sport = 5353,
+		       .dport = 53,
+		       .payload = 30};
+	send_expect_real(f, &s, 0, predict(&s, 0, R_A, R_B));
+}
+
+static void test_ipv6_tcp_encap(void **state)
+{
+	NEED_NETNS();
+	fx_t *f = *state;
+	for (uint16_t p = 40000; p < 40004; p++) {
+		fx_spec_t s = tcp6(p);
+		send_expect_real(f, &s, 0, predict(&s, 0, R_A6, R_B6));
+	}
+}
+
+static void test_ipv6_udp_encap(void **state)
+{
+	NEED_NETNS();
+	fx_t *f = *state;
+	fx_spec_t s = {.family = 6,
+		       .proto = 17,
+		       .src = CLIENT6,
+		       .dst = VIP6,
+		       .sport = 5353,
+		       .dport = 53,
+		       .payload = 7};
+	send_expect_real(f, &s, 0, predict(&s, 0, R_A6, R_B6));
+}
+
+static void test_ipv4_options_and_vlan(void **state)
+{
+	NEED_NETNS();
+	fx_t *f = *state;
+	fx_spec_t s = tcp4(41000);
+	s.ip_opt_len = 8; /* IHL 7: options travel inside, untouched */
+	send_expect_real(f, &s, 0, predict(&s, 0, R_A, R_B));
+	fx_spec_t v = tcp4(41001);
+	v.vlan = 42; /* the tag is kept in front of the outer header */
+	send_expect_real(f, &v, 0, predict(&v, 0, R_A, R_B));
+}
+
+static void test_l2_mac_rewrite(void **state)
+{
+	NEED_NETNS();
+	fx_t *f = *state;
+	fx_spec_t s = tcp4(42000);
+	s.dst = VIP4_L2;
+	fx_pkt_t in, out, want;
+	fx_build(&s, &in);
+	assert_int_equal(fx_run(f->prog, &in, &out, if_lb0, true), XDP_TX);
+	want = in;
+	memcpy(want.b, MAC_A, 6);
+	memcpy(want.b + 6, FX_MAC_LB, 6);
+	assert_true(fx_same(&out, &want));
+
+	fx_spec_t s6 = tcp6(42001);
+	s6.dst = VIP6_L2;
+	fx_build(&s6, &in);
+	assert_int_equal(fx_run(f->prog, &in, &out, if_lb0, true), XDP_TX);
+	want = in;
+	memcpy(want.b, MAC_A, 6);
+	memcpy(want.b + 6, FX_MAC_LB, 6);
+	assert_true(fx_same(&out, &want));
+}
+
+/* ---- not for us: untouched ---------------------------------------------- */
+
+static void test_not_vip_passed_untouched(void **state)
+{
+	NEED_NETNS();
+	fx_t *f = *state;
+	fx_pkt_t in;
+	fx_spec_t s = tcp4(43000);
+
+	s.dst = "198.18.100.99"; /* no such VIP */
+	fx_build(&s, &in);
+	send_expect_pass_untouched(f, &in);
+	s = tcp4(43000);
+	s.dport = 8080; /* wrong port */
+	fx_build(&s, &in);
+	send_expect_pass_untouched(f, &in);
+	s = tcp4(43000);
+	s.proto = 17; /* UDP to the TCP-only port 80 */
+	fx_build(&s, &in);
+	send_expect_pass_untouched(f, &in);
+	s = tcp4(43000);
+	s.proto = 47; /* GRE to the VIP address */
+	fx_build(&s, &in);
+	send_expect_pass_untouched(f, &in);
+	fx_spec_t s6 = tcp6(43000);
+	s6.dport = 443;
+	fx_build(&s6, &in);
+	send_expect_pass_untouched(f, &in);
+	assert_int_equal(stat_get(f, TG_STAT_PASS_NOT_VIP), 5);
+
+	/* ARP: not IP at all */
+	memset(&in, 0, sizeof(in));
+	memset(in.b, 0xff, 6);
+	memcpy(in.b + 6, FX_MAC_CLIENT, 6);
+	put16(in.b + 12, 0x0806);
+	in.len = 60;
+	send_expect_pass_untouched(f, &in);
+	assert_int_equal(stat_get(f, TG_STAT_PASS_NOT_IP), 1);
+	assert_int_equal(stat_get(f, TG_STAT_FWD_TX), 0);
+}
+
+static void test_vip_deleted_passes(void **state)
+{
+	NEED_NETNS();
+	fx_t *f = *state;
+	fx_spec_t s = tcp4(43100);
+	fx_pkt_t in;
+	send_expect_real(f, &s, 0, predict(&s, 0, R_A, R_B));
+	assert_int_equal(tg_dp_vip_del(f->dp, V_TCP4), 0);
+	fx_build(&s, &in);
+	send_expect_pass_untouched(f, &in);
+	assert_int_equal(tg_dp_vip_del(f->dp, V_TCP4), -ENOENT);
+}
+
+/* ---- malformed and odd packets ------------------------------------------- */
+
+static void test_truncated_and_malformed(void **state)
+{
+	NEED_NETNS();
+	fx_t *f = *state;
+	fx_pkt_t in, out;
+	fx_spec_t s = tcp4(44000);
+
+	/* Frames shorter than an Ethernet header cannot be fed through
+	 * BPF_PROG_TEST_RUN (-EINVAL) nor arrive from a NIC. A VLAN tag cut
+	 * short, and an Ethernet header with nothing behind it: */
+	fx_build(&s, &in);
+	put16(in.b + 12, 0x8100);
+	in.len = 16;
+	send_expect_pass_untouched(f, &in);
+	fx_build(&s, &in);
+	in.len = 14;
+	send_expect_pass_untouched(f, &in);
+	/* truncated IPv4 header */
+	fx_build(&s, &in);
+	in.len = 14 + 12;
+	send_expect_pass_untouched(f, &in);
+	/* IHL 4 (< 5) */
+	fx_build(&s, &in);
+	in.b[14] = 0x44;
+	send_expect_pass_untouched(f, &in);
+	/* IHL 15: header runs past the packet (54 + 16 payload < 14 + 60 + ...) */
+	s.payload = 0;
+	fx_build(&s, &in);
+	in.b[14] = 0x4f;
+	send_expect_pass_untouched(f, &in);
+	/* total length beyond the frame */
+	s = tcp4(44000);
+	fx_build(&s, &in);
+	put16(in.b + 16, 1400);
+	send_expect_pass_untouched(f, &in);
+	/* truncated IPv6 header */
+	fx_spec_t s6 = tcp6(44000);
+	fx_build(&s6, &in);
+	in.len = 14 + 30;
+	send_expect_pass_untouched(f, &in);
+	assert_int_equal(stat_get(f, TG_STAT_PASS_MALFORMED), 7);
+
+	/* UDP to the VIP with only 2 bytes of header: ports unreadable */
+	fx_spec_t u = {
+	    .family = 4, .proto = 17, .src = CLIENT4, .dst = VIP4, .sport = 1, .dport = 53};
+	fx_build(&u, &in);
+	in.len = 14 + 20 + 2;
+	put16(in.b + 16, 22);
+	in.b[24] = in.b[25] = 0;
+	put16(in.b + 24, fx_fold(fx_sum(in.b + 14, 20, 0)));
+	send_expect_pass_untouched(f, &in);
+
+	/* TCP to the VIP cut after 10 bytes: it is VIP traffic, dropped */
+	s = tcp4(44001);
+	s.payload = 0;
+	fx_build(&s, &in);
+	in.len = 14 + 20 + 10;
+	put16(in.b + 16, 30);
+	in.b[24] = in.b[25] = 0;
+	put16(in.b + 24, fx_fold(fx_sum(in.b + 14, 20, 0)));
+	assert_int_equal(fx_run(f->prog, &in, &out, if_lb0, true), XDP_DROP);
+	assert_int_equal(stat_get(f, TG_STAT_DROP_MALFORMED_L4), 1);
+	assert_int_equal(stat_get(f, TG_STAT_FWD_TX), 0);
+}
+
+static void test_fragments_and_ext_headers(void **state)
+{
+	NEED_NETNS();
+	fx_t *f = *state;
+	fx_pkt_t in;
+	fx_spec_t s = tcp4(45000);
+
+	s.frag_off = 0x2000; /* first fragment: MF */
+	fx_build(&s, &in);
+	send_expect_pass_untouched(f, &in);
+	s.frag_off = 0x0010; /* last fragment, offset 128 bytes: no ports */
+	fx_build(&s, &in);
+	send_expect_pass_untouched(f, &in);
+	assert_int_equal(stat_get(f, TG_STAT_PASS_FRAGMENT), 2);
+
+	/* IPv6 hop-by-hop header in front of TCP to the VIP */
+	fx_spec_t s6 = tcp6(45000);
+	s6.proto = 0;
+	s6.payload = 8 + 20;
+	fx_build(&s6, &in);
+	uint8_t *hbh = in.b + 14 + 40;
+	memset(hbh, 0, 8);
+	hbh[0] = 6; /* next: TCP */
+	hbh[2] = 1; /* PadN, 4 bytes */
+	hbh[3] = 4;
+	send_expect_pass_untouched(f, &in);
+	/* IPv6 fragment header */
+	s6.proto = 44;
+	fx_build(&s6, &in);
+	in.b[14 + 40] = 6;
+	send_expect_pass_untouched(f, &in);
+	assert_int_equal(stat_get(f, TG_STAT_PASS_IPV6_EXT), 2);
+}
+
+/* ---- flow table ------------------------------------------------------------ */
+
+static struct tg_flow_val flow_get(fx_t *f, const fx_spec_t *s, int *rc)
+{
+	struct tg_flow_key k = fx_flow_key(s);
+	struct tg_flow_val v;
+	memset(&v, 0, sizeof(v));
+	*rc = bpf_map_lookup_elem(bpf_map__fd(tg_dp_skeleton(f->dp)->maps.tg_flows), &k, &v);
+	return v;
+}
+
+static void test_sticky_after_table_swap(void **state)
+{
+	NEED_NETNS();
+	fx_t *f = *state;
+	fx_spec_t s = tcp4(46000);
+	uint32_t first = predict(&s, 0, R_A, R_B);
+	uint32_t other = first == R_A ? R_B : R_A;
+
+	send_expect_real(f, &s, 0, first);
+	/* The new table sends everything to the other real (the first is
+	 * draining: valid, out of the table). */
+	table_set(f, V_TCP4, other, 0);
+	send_expect_real(f, &s, 0, first);
+	send_expect_real(f, &s, 0, first);
+	/* A new flow follows the new table. */
+	fx_spec_t n = tcp4(46001);
+	send_expect_real(f, &n, 0, other);
+	assert_int_equal(stat_get(f, TG_STAT_FLOW_HIT), 2);
+	assert_int_equal(stat_get(f, TG_STAT_FLOW_MISS), 2);
+
+	/* Ring size can change with a swap (size kept inside the ring). */
+	uint32_t small[7] = {other, other, other, other, other, other, other};
+	assert_int_equal(tg_dp_maglev_swap(f->dp, V_TCP4, small, 7), 0);
+	fx_spec_t m = tcp4(46002);
+	send_expect_real(f, &m, 0, other);
+	send_expect_real(f, &s, 0, first);
+}
+
+static void test_gone_real_repicked(void **state)
+{
+	NEED_NETNS();
+	fx_t *f = *state;
+	fx_spec_t s = tcp4(47000);
+	uint32_t first = predict(&s, 0, R_A, R_B);
+	uint32_t other = first == R_A ? R_B : R_A;
+	int rc;
+
+	send_expect_real(f, &s, 0, first);
+	table_set(f, V_TCP4, other, 0);
+	assert_int_equal(tg_dp_real_invalidate(f->dp, first), 0);
+	send_expect_real(f, &s, 0, other);
+	assert_int_equal(stat_get(f, TG_STAT_FLOW_REPICK_GONE), 1);
+	/* The entry now names the new real: later packets are plain hits. */
+	struct tg_flow_val v = flow_get(f, &s, &rc);
+	assert_int_equal(rc, 0);
+	assert_int_equal(v.real_id, other);
+	send_expect_real(f, &s, 0, other);
+	assert_int_equal(stat_get(f, TG_STAT_FLOW_HIT), 1);
+
+	/* A table that still names only gone reals drops (drop_no_real). */
+	table_set(f, V_TCP4, first, 0);
+	fx_spec_t n = tcp4(47001);
+	fx_pkt_t in, out;
+	fx_build(&n, &in);
+	assert_int_equal(fx_run(f->prog, &in, &out, if_lb0, true), XDP_DROP);
+	assert_int_equal(stat_get(f, TG_STAT_DROP_NO_REAL), 1);
+}
+
+static void test_idle_timeout_expiry(void **state)
+{
+	NEED_NETNS();
+	fx_t *f = *state;
+	fx_spec_t s = tcp4(48000);
+	uint32_t first = predict(&s, 0, R_A, R_B);
+	uint32_t other = first == R_A ? R_B : R_A;
+	int rc;
+
+	vip_add(f, V_TCP4, VIP4, 80, IPPROTO_TCP, false, false, 30);
+	send_expect_real(f, &s, 0, first);
+	table_set(f, V_TCP4, other, 0);
+	send_expect_real(f, &s, 0, first); /* fresh: sticky */
+
+	/* Age the entry to 31 s idle, as if the client had gone quiet. */
+	struct tg_flow_key k = fx_flow_key(&s);
+	struct tg_flow_val v = flow_get(f, &s, &rc);
+	assert_int_equal(rc, 0);
+	v.last_seen_ns -= 31ull * 1000000000ull;
+	assert_int_equal(
+	    bpf_map_update_elem(bpf_map__fd(tg_dp_skeleton(f->dp)->maps.tg_flows), &k, &v, 0), 0);
+	send_expect_real(f, &s, 0, other);
+	assert_int_equal(stat_get(f, TG_STAT_FLOW_EXPIRED), 1);
+
+	/* 29 s idle is still inside the timeout. */
+	table_set(f, V_TCP4, first, 0);
+	v = flow_get(f, &s, &rc);
+	v.last_seen_ns -= 29ull * 1000000000ull;
+	assert_int_equal(
+	    bpf_map_update_elem(bpf_map__fd(tg_dp_skeleton(f->dp)->maps.tg_flows), &k, &v, 0), 0);
+	send_expect_real(f, &s, 0, other);
+	assert_int_equal(stat_get(f, TG_STAT_FLOW_EXPIRED), 1);
+}
+
+static void test_hash_source_ip(void **state)
+{
+	NEED_NETNS();
+	fx_t *f = *state;
+	fx_spec_t s = tcp4(49000);
+	s.dst = VIP4_SRC;
+	uint32_t real = predict(&s, TG_VIP_F_HASH_SRC_IP, R_A, R_B);
+	bool spread = false;
+
+	/* Every port of one client goes to one real... */
+	for (uint16_t p = 49000; p < 49016; p++) {
+		s.sport = p;
+		send_expect_real(f, &s, TG_VIP_F_HASH_SRC_IP, real);
+		if (predict(&s, 0, R_A, R_B) != real)
+			spread = true;
+	}
+	/* ...whereas a 5-tuple hash would have spread them (the test is
+	 * meaningful only if it would). */
+	assert_true(spread);
+	/* Other clients can land elsewhere. */
+	bool other = false;
+	char addr[32];
+	for (int i = 1; i < 40 && !other; i++) {
+		snprintf(addr, sizeof(addr), "198.18.51.%d", i);
+		s.src = addr;
+		uint32_t r = predict(&s, TG_VIP_F_HASH_SRC_IP, R_A, R_B);
+		send_expect_real(f, &s, TG_VIP_F_HASH_SRC_IP, r);
+		other = r != real;
+	}
+	assert_true(other);
+}
+
+static void test_new_flow_guard(void **state)
+{
+	NEED_NETNS();
+	tg_dp_opts_t o;
+	void *st = NULL;
+	int rc;
+
+	memset(&o, 0, sizeof(o));
+	o.test_mode = true;
+	o.new_flow_rate = 3;
+	assert_int_equal(fx_open(&st, &o), 0);
+	fx_t *g = st;
+	for (uint16_t p = 0; p < 5; p++) {
+		fx_spec_t s = tcp4((uint16_t)(50000 + p));
+		send_expect_real(g, &s, 0, predict(&s, 0, R_A, R_B));
+		flow_get(g, &s, &rc);
+		/* forwarded either way; only the first 3 got an entry */
+		assert_int_equal(rc == 0, p < 3);
+	}
+	assert_int_equal(stat_get(g, TG_STAT_FLOW_GUARD_SKIP), 2);
+	teardown(&st);
+	(void)state;
+}
+
+/* ---- ICMP errors about VIP flows ----------------------------------------- */
+
+/* Builds the ICMP error a router sends when the real's reply (VIP -> client,
+ * direct server return) is too big: quoting the reply's IP header + 8 bytes. */
+static void build_too_big(const fx_spec_t *client_flow, fx_pkt_t *p)
+{
+	fx_spec_t reply = *client_flow;
+	fx_pkt_t r;
+	int v4 = client_flow->family == 4;
+	size_t quote = (v4 ? 20 : 40) + 8;
+
+	reply.src = client_flow->dst;
+	reply.dst = client_flow->src;
+	reply.sport = client_flow->dport;
+	reply.dport = client_flow->sport;
+	reply.payload = 1400;
+	fx_build(&reply, &r);
+
+	fx_spec_t outer = {.family = client_flow->family,
+			   .proto = v4 ? 1 : 58,
+			   .src = v4 ? "198.18.1.254" : "fd00:7467:1::fe",
+			   .dst = client_flow->dst,
+			   .payload = 8 + quote};
+	fx_build(&outer, p);
+	uint8_t *ic = p->b + 14 + (v4 ? 20 : 40);
+	memset(ic, 0, 8);
+	ic[0] = v4 ? 3 : 2; /* dest unreachable / packet too big */
+	ic[1] = v4 ? 4 : 0; /* fragmentation needed */
+	put16(ic + 6, 1280);
+	if (!v4)
+		put16(ic + 6, 1280);
+	memcpy(ic + 8, r.b + 14, quote);
+	if (v4) {
+		put16(ic + 2, fx_fold(fx_sum(ic, 8 + quote, 0)));
+	} else {
+		uint32_t sum = fx_sum(p->b + 14 + 8, 32, 0) + 58 + (uint32_t)(8 + quote);
+		put16(ic + 2, fx_fold(fx_sum(ic, 8 + quote, sum)));
+	}
+}
+
+static void icmp_case(fx_t *f, fx_spec_t s, uint32_t vip, uint32_t a, uint32_t b)
+{
+	uint32_t first = predict(&s, 0, a, b);
+	uint32_t other = first == a ? b : a;
+	fx_pkt_t in, out, want;
+	struct tg_flow_key k = fx_flow_key(&s);
+
+	send_expect_real(f, &s, 0, first);
+	table_set(f, vip, other, 0);
+	/* The error follows the flow's entry, not the new table. */
+	build_too_big(&s, &in);
+	assert_int_equal(fx_run(f->prog, &in, &out, if_lb0, true), XDP_TX);
+	expect_encap(&in, 14, s.family, first, tg_flow_hash(&k, 0), real_mac(first), FX_MAC_LB,
+		     &want);
+	assert_true(fx_same(&out, &want));
+	assert_int_equal(stat_get(f, TG_STAT_ICMP_TOO_BIG), 1);
+
+	/* Other ICMP to the VIP (echo request) is the kernel's. */
+	build_too_big(&s, &in);
+	in.b[14 + (s.family == 4 ? 20 : 40)] = s.family == 4 ? 8 : 128;
+	send_expect_pass_untouched(f, &in);
+	assert_int_equal(stat_get(f, TG_STAT_PASS_ICMP), 1);
+}
+
+static void test_icmp_too_big_v4(void **state)
+{
+	NEED_NETNS();
+	icmp_case(*state, tcp4(51000), V_TCP4, R_A, R_B);
+}
+
+static void test_icmp_too_big_v6(void **state)
+{
+	NEED_NETNS();
+	icmp_case(*state, tcp6(51000), V_TCP6, R_A6, R_B6);
+}
+
+/* ---- FIB outcomes ------------------------------------------------------------ */
+
+static void test_fib_no_neighbour_passes_encapsulated(void **state)
+{
+	NEED_NETNS();
+	fx_t *f = *state;
+	fx_spec_t s = tcp4(52000);
+	fx_pkt_t in, out, want;
+	struct tg_flow_key k = fx_flow_key(&s);
+
+	table_set(f, V_TCP4, R_C, 0);
+	fx_build(&s, &in);
+	assert_int_equal(fx_run(f->prog, &in, &out, if_lb0, true), XDP_PASS);
+	/* Ethernet header left as received: the kernel takes the packet as its
+	 * own, routes the outer header to the real and resolves the neighbour. */
+	expect_encap(&in, 14, 4, R_C, tg_flow_hash(&k, 0), NULL, NULL, &want);
+	assert_true(fx_same(&out, &want));
+	assert_int_equal(stat_get(f, TG_STAT_PASS_FIB_NO_NEIGH), 1);
+}
+
+static void test_fib_no_route_passes_untouched(void **state)
+{
+	NEED_NETNS();
+	fx_t *f = *state;
+	fx_spec_t s = tcp4(52100);
+	fx_pkt_t in;
+
+	table_set(f, V_TCP4, R_E, 0);
+	fx_build(&s, &in);
+	send_expect_pass_untouched(f, &in);
+	assert_int_equal(stat_get(f, TG_STAT_PASS_FIB_FAIL), 1);
+}
+
+static void test_fib_forwarding_disabled_passes_untouched(void **state)
+{
+	NEED_NETNS();
+	fx_t *f = *state;
+	fx_spec_t s = tcp4(52150);
+	fx_pkt_t in;
+
+	assert_int_equal(fx_sh("sysctl -qw net.ipv4.conf.tg-lb0.forwarding=0"), 0);
+	fx_build(&s, &in);
+	send_expect_pass_untouched(f, &in);
+	assert_int_equal(fx_sh("sysctl -qw net.ipv4.conf.tg-lb0.forwarding=1"), 0);
+	assert_int_equal(stat_get(f, TG_STAT_PASS_FIB_FWD_DISABLED), 1);
+	send_expect_real(f, &s, 0, predict(&s, 0, R_A, R_B));
+}
+
+static void test_redirect_other_interface(void **state)
+{
+	NEED_NETNS();
+	fx_t *f = *state;
+	fx_spec_t s = tcp4(52200);
+	fx_pkt_t in, out, want;
+	struct tg_flow_key k = fx_flow_key(&s);
+
+	table_set(f, V_TCP4, R_D, 0);
+	fx_build(&s, &in);
+	assert_int_equal(fx_run(f->prog, &in, &out, if_lb0, true), XDP_REDIRECT);
+	expect_encap(&in, 14, 4, R_D, tg_flow_hash(&k, 0), MAC_D, MAC_LB1, &want);
+	assert_true(fx_same(&out, &want));
+	assert_int_equal(stat_get(f, TG_STAT_FWD_REDIRECT), 1);
+}
+
+/* The next-hop cache must not skip the MTU check for a longer packet. */
+static void test_mtu_exceeded_after_cached_next_hop(void **state)
+{
+	NEED_NETNS();
+	fx_t *f = *state;
+	fx_spec_t s = tcp4(52300);
+	fx_pkt_t in, out;
+
+	table_set(f, V_TCP4, R_A, 0);
+	send_expect_real(f, &s, 0, R_A); /* caches A's next hop for a short packet */
+	s.payload = 1500 - 20 - 20 - 20; /* outer IPv4 exactly 1500: fits tg-lb0 */
+	send_expect_real(f, &s, 0, R_A);
+	s.payload += 1; /* 1501 after encapsulation */
+	fx_build(&s, &in);
+	assert_int_equal(fx_run(f->prog, &in, &out, if_lb0, true), XDP_DROP);
+	assert_int_equal(stat_get(f, TG_STAT_DROP_FRAG_NEEDED), 1);
+}
+
+/* The same expiry on the real clock (checks the jiffies-to-ns factor the
+ * datapath was loaded with): 1 s timeout; sticky after 0.5 s idle, a new
+ * flow after 1.3 s idle. */
+static void test_idle_timeout_real_time(void **state)
+{
+	NEED_NETNS();
+	fx_t *f = *state;
+	fx_spec_t s = tcp4(48100);
+	uint32_t first = predict(&s, 0, R_A, R_B);
+	uint32_t other = first == R_A ? R_B : R_A;
+	struct timespec half = {.tv_nsec = 500 * 1000 * 1000};
+	struct timespec more = {.tv_nsec = 800 * 1000 * 1000};
+	unsigned int hz = tg_dp_hz(f->dp);
+
+	assert_true(hz == 100 || hz == 250 || hz == 300 || hz == 1000);
+	vip_add(f, V_TCP4, VIP4, 80, IPPROTO_TCP, false, false, 1);
+	send_expect_real(f, &s, 0, first);
+	table_set(f, V_TCP4, other, 0);
+	nanosleep(&half, NULL);
+	send_expect_real(f, &s, 0, first); /* refreshes last-seen */
+	nanosleep(&half, NULL);
+	nanosleep(&more, NULL);
+	send_expect_real(f, &s, 0, other);
+	assert_int_equal(stat_get(f, TG_STAT_FLOW_EXPIRED), 1);
+}
+
+static void test_no_table_drops(void **state)
+{
+	NEED_NETNS();
+	fx_t *f = *state;
+	fx_spec_t s = tcp4(53000);
+	fx_pkt_t in, out;
+
+	s.dst = VIP4_NOR;
+	fx_build(&s, &in);
+	assert_int_equal(fx_run(f->prog, &in, &out, if_lb0, true), XDP_DROP);
+	assert_int_equal(stat_get(f, TG_STAT_DROP_NO_REAL), 1);
+}
+
+/* ---- counters and API edges ---------------------------------------------- */
+
+static void test_counters(void **state)
+{
+	NEED_NETNS();
+	fx_t *f = *state;
+	fx_spec_t s = tcp4(54000);
+	uint32_t real = predict(&s, 0, R_A, R_B);
+	fx_pkt_t in;
+	tg_dp_counter_t c;
+
+	fx_build(&s, &in);
+	for (int i = 0; i < 3; i++)
+		send_expect_real(f, &s, 0, real);
+	assert_int_equal(tg_dp_vip_stats(f->dp, V_TCP4, &c), 0);
+	assert_int_equal(c.packets, 3);
+	assert_int_equal(c.bytes, 3 * in.len);
+	assert_int_equal(tg_dp_real_stats(f->dp, real, &c), 0);
+	assert_int_equal(c.packets, 3);
+	assert_int_equal(tg_dp_vip_stats(f->dp, V_UDP4, &c), 0);
+	assert_int_equal(c.packets, 0);
+	assert_string_equal(tg_dp_stat_name(TG_STAT_PASS_NOT_VIP), "pass_not_vip");
+	assert_string_equal(tg_dp_stat_name(TG_STAT_MAX), "unknown");
+}
+
+static void test_api_rejects_bad_input(void **state)
+{
+	NEED_NETNS();
+	fx_t *f = *state;
+	tg_dp_vip_t v;
+	uint32_t t[3] = {R_A, R_A, R_A};
+
+	memset(&v, 0, sizeof(v));
+	sockaddr_of(VIP4, 80, &v.addr);
+	v.proto = IPPROTO_TCP;
+	assert_int_equal(tg_dp_vip_set(f->dp, TG_MAX_VIPS, &v), -EINVAL);
+	/* same VIP:port:proto under a second id */
+	assert_int_equal(tg_dp_vip_set(f->dp, 100, &v), -EINVAL);
+	v.proto = 1;
+	assert_int_equal(tg_dp_vip_set(f->dp, 100, &v), -EINVAL);
+	v.addr.ss_family = AF_UNIX;
+	v.proto = IPPROTO_TCP;
+	assert_int_equal(tg_dp_vip_set(f->dp, 100, &v), -EINVAL);
+	assert_int_equal(tg_dp_maglev_swap(f->dp, 100, t, 3), -ENOENT);
+	assert_int_equal(tg_dp_maglev_swap(f->dp, V_TCP4, t, 0), -EINVAL);
+	assert_int_equal(tg_dp_real_invalidate(f->dp, TG_MAX_REALS), -EINVAL);
+	struct sockaddr_storage ss;
+	sockaddr_of("198.18.1.11", 0, &ss);
+	assert_int_equal(tg_dp_real_set(f->dp, TG_MAX_REALS, (struct sockaddr *)&ss), -EINVAL);
+	/* Moving an id to a new address frees the old key. */
+	sockaddr_of("198.18.100.50", 80, &v.addr);
+	assert_int_equal(tg_dp_vip_set(f->dp, V_TCP4, &v), 0);
+	fx_spec_t s = tcp4(55000);
+	fx_pkt_t in;
+	fx_build(&s, &in);
+	send_expect_pass_untouched(f, &in);
+	s.dst = "198.18.100.50";
+	send_expect_real(f, &s, 0, predict(&s, 0, R_A, R_B));
+}
+
+#define T(fn) cmocka_unit_test_setup_teardown(fn, setup, teardown)
+
+int main(void)
+{
+	const struct CMUnitTest tests[] = {
+	    T(test_ipv4_tcp_encap),
+	    T(test_ipv4_udp_encap),
+	    T(test_ipv6_tcp_encap),
+	    T(test_ipv6_udp_encap),
+	    T(test_ipv4_options_and_vlan),
+	    T(test_l2_mac_rewrite),
+	    T(test_not_vip_passed_untouched),
+	    T(test_vip_deleted_passes),
+	    T(test_truncated_and_malformed),
+	    T(test_fragments_and_ext_headers),
+	    T(test_sticky_after_table_swap),
+	    T(test_gone_real_repicked),
+	    T(test_idle_timeout_expiry),
+	    T(test_hash_source_ip),
+	    T(test_new_flow_guard),
+	    T(test_icmp_too_big_v4),
+	    T(test_icmp_too_big_v6),
+	    T(test_fib_no_neighbour_passes_encapsulated),
+	    T(test_fib_no_route_passes_untouched),
+	    T(test_fib_forwarding_disabled_passes_untouched),
+	    T(test_redirect_other_interface),
+	    T(test_mtu_exceeded_after_cached_next_hop),
+	    T(test_idle_timeout_real_time),
+	    T(test_no_table_drops),
+	    T(test_counters),
+	    T(test_api_rejects_bad_input),
+	};
+	return cmocka_run_group_tests(tests, group_setup, NULL);
+}
