@@ -122,6 +122,9 @@ $(BUILD)/fuzz/fuzz_%: $(LIB) $(BPF_SKELS)
 
 tests-build: $(BIN) $(UNIT_BINS) $(BPFT_BINS)
 
+# Dependency files written next to fuzz binaries must not match the link rule.
+$(BUILD)/fuzz/%.d: ;
+
 # The whole suite: packages, build, unit, BPF fixtures, integration, brief
 # fuzzing, and the unit+integration suites again under ASan+UBSan.
 test:

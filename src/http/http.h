@@ -9,7 +9,13 @@
  *    (request/status line + header fields + the empty line), TG_AGAIN when the
  *    head is not complete yet, or TG_ERROR when it is malformed. On TG_ERROR,
  *    `error` holds a static reason and `status` the response code a server
- *    should answer (400, 431, 501, 505).
+ *    should answer (400, 414, 431, 501, 505). Output fields are meaningful only
+ *    when the result is a length.
+ *  - Results are prefix-consistent: once a parser returns a length or TG_ERROR
+ *    for some bytes, it returns the same for those bytes followed by anything.
+ *  - The *_resume variants continue from the first line the previous call on
+ *    the same struct had not finished, instead of re-reading the whole head
+ *    after every TG_AGAIN; their results are identical to the plain calls.
  *  - Parsers never allocate and never write to the input. Every tg_str_t they
  *    return points into the caller's buffer, which must stay unchanged while the
  *    result is used.
@@ -24,6 +30,33 @@
  * Transfer-Encoding in HTTP/1.0, a final transfer coding other than chunked in
  * a request, chunked listed twice, several Host fields, a missing Host in
  * HTTP/1.1, versions other than HTTP/1.0 and HTTP/1.1.
+ *
+ * Decisions where the RFCs leave room (requests; responses get TG_ERROR for
+ * the same framing cases, and the proxy answers 502):
+ *  - Transfer-Encoding: names case-insensitive, OWS around elements fine.
+ *    "chunked" alone -> chunked body. Chunked not last ("gzip", "xchunked",
+ *    "identity", "chunked, gzip"), chunked twice (one line or several),
+ *    parameters on chunked ("chunked;q=1"), empty elements ("chunked,"), any
+ *    other syntax ("chunked x", ""chunked"") -> 400. Chunked last under
+ *    other codings ("gzip, chunked", "identity, chunked") -> 501: a proxy
+ *    that writes its own framing cannot pass them on.
+ *  - Content-Length: 1*DIGIT below 2^63, OWS around it trimmed; a second
+ *    field, "5, 5", signs, hex, inner spaces, empty -> 400. Responses accept
+ *    identical repeats (RFC 9110 8.6), not differing ones.
+ *  - Request line: exactly one SP between parts; methods are tokens
+ *    (case-sensitive, "get" is TG_METHOD_OTHER); the target holds visible
+ *    ASCII or bytes >= 0x80 (raw UTF-8 paths, as nginx accepts). Well-formed
+ *    versions other than 1.0/1.1 -> 505, malformed ones -> 400. CRLFs before
+ *    the request line are skipped (RFC 9112 2.2) and counted in the head.
+ *  - Targets: absolute-form only for http/https, no userinfo, non-empty host;
+ *    CONNECT needs host:port; "*" only for OPTIONS. Host fields must be a
+ *    valid authority (or empty) -> else 400.
+ *  - Sizes: a request line over max_line_bytes -> 414, a field line -> 431,
+ *    the head over max_head_bytes -> 431, more fields than max_headers -> 431.
+ *  - Connection options mark the fields they name hop-by-hop, except Host and
+ *    Content-Length (a client must not make the proxy drop routing or
+ *    framing); more than 32 such options -> 400.
+ *  - Upgrade and Expect: 100-continue are ignored in HTTP/1.0 requests.
  */
 #ifndef TG_HTTP_HTTP_H
 #define TG_HTTP_HTTP_H
@@ -54,8 +87,8 @@ typedef struct tg_http_header {
 
 /* How the message body is delimited (RFC 9112 section 6.3). */
 typedef enum tg_http_body {
-	TG_BODY_NONE = 0,	 /* no body */
-	TG_BODY_LENGTH = 1,	 /* content_length bytes */
+	TG_BODY_NONE = 0,	 /* no body (also "Content-Length: 0") */
+	TG_BODY_LENGTH = 1,	 /* content_length bytes, content_length > 0 */
 	TG_BODY_CHUNKED = 2,	 /* chunked transfer coding; use tg_http_chunked_scan */
 	TG_BODY_UNTIL_CLOSE = 3, /* responses only: until the server closes */
 } tg_http_body_t;
@@ -86,6 +119,17 @@ typedef struct tg_http_limits {
 	uint32_t max_line_bytes; /* request line or one field line [8192] -> 431/414 */
 } tg_http_limits_t;
 
+/* Where a parse stopped, so that a *_resume call can continue there. Internal:
+ * zero it (or the whole request/response) before the first call for a message;
+ * the parsers zero it again when they return a length or TG_ERROR. */
+typedef struct tg_http_parse_state {
+	const char *base;   /* buffer of the call that returned TG_AGAIN, else NULL */
+	size_t pos;	    /* offset of the first line not parsed yet */
+	uint32_t seen;	    /* fields and options seen so far (parser.c SEEN_*) */
+	uint16_t conn_opts; /* Connection options that name other fields */
+	uint8_t stage;	    /* 0 before the start line, 1 in the header fields */
+} tg_http_parse_state_t;
+
 typedef struct tg_http_request {
 	/* in */
 	tg_http_header_t *headers; /* caller's array */
@@ -96,8 +140,9 @@ typedef struct tg_http_request {
 	tg_http_method_t method_id;   /* parsed method */
 	tg_str_t target;	      /* request-target as received */
 	tg_http_target_form_t form;   /* which form target has */
-	tg_str_t path;		      /* target's path (absolute-form: after the authority;
-				       * "*" for asterisk-form), without query */
+	tg_str_t path;		      /* target's path (absolute-form: after the authority,
+				       * a static "/" when that is empty, "*" for OPTIONS;
+				       * "*" for asterisk-form; empty for CONNECT), no query */
 	tg_str_t query;		      /* after '?', without it (len 0 when absent) */
 	tg_str_t host;		      /* authority to route on: absolute-form authority when
 				       * present, else the Host field; port kept as sent */
@@ -110,22 +155,26 @@ typedef struct tg_http_request {
 	tg_str_t upgrade_protocol;    /* the Upgrade field's value when upgrade */
 	const char *error;	      /* reason when TG_ERROR */
 	int status;		      /* status to answer when TG_ERROR */
+	tg_http_parse_state_t priv;   /* resumption state (tg_http_parse_request_resume) */
 } tg_http_request_t;
 
 typedef struct tg_http_response {
 	/* in */
-	tg_http_header_t *headers;
-	size_t max_headers;
+	tg_http_header_t *headers; /* caller's array */
+	size_t max_headers;	   /* its capacity */
 	/* out */
-	size_t num_headers;
-	int version_minor; /* 0 or 1 */
-	int status;	   /* 100..599 */
-	tg_str_t reason;   /* reason phrase, may be empty */
-	tg_http_body_t body;
-	uint64_t content_length;
-	bool keep_alive; /* server allows the connection to be reused */
-	bool upgrade;	 /* 101 Switching Protocols */
-	const char *error;
+	size_t num_headers;	    /* fields filled in headers[] */
+	int version_minor;	    /* 0 or 1 */
+	int status;		    /* 100..599 */
+	tg_str_t reason;	    /* reason phrase, may be empty */
+	tg_http_body_t body;	    /* how the body is delimited */
+	uint64_t content_length;    /* with TG_BODY_LENGTH */
+	bool keep_alive;	    /* server allows the connection to be reused */
+	bool upgrade;		    /* 101 Switching Protocols */
+	bool tunnel;		    /* 101, or 2xx to CONNECT: after the head the connection
+				     * carries opaque bytes both ways (body NONE) */
+	const char *error;	    /* reason when TG_ERROR */
+	tg_http_parse_state_t priv; /* resumption state (tg_http_parse_response_resume) */
 } tg_http_response_t;
 
 /*
@@ -137,6 +186,17 @@ int tg_http_parse_request(const char *buf, size_t len, tg_http_request_t *req,
 			  const tg_http_limits_t *limits);
 
 /*
+ * Same result as tg_http_parse_request, but when the previous call on req
+ * returned TG_AGAIN for this same buf (same pointer, the earlier bytes
+ * unchanged, len not smaller), parsing resumes at the first line that call had
+ * not finished. req->priv must be zero before the first call for a message
+ * (a zeroed req, or one whose last call returned a length or TG_ERROR). When
+ * the buffer moved, the parse restarts from the beginning.
+ */
+int tg_http_parse_request_resume(const char *buf, size_t len, tg_http_request_t *req,
+				 const tg_http_limits_t *limits);
+
+/*
  * Parses a response head. `method` is the request's method: a response to HEAD
  * has no body whatever its fields say; a 2xx to CONNECT opens a tunnel.
  * 1xx responses other than 101 are returned like any other (body NONE); the
@@ -144,6 +204,11 @@ int tg_http_parse_request(const char *buf, size_t len, tg_http_request_t *req,
  */
 int tg_http_parse_response(const char *buf, size_t len, tg_http_response_t *resp,
 			   tg_http_method_t method, const tg_http_limits_t *limits);
+
+/* tg_http_parse_response with resumption, under the rules of
+ * tg_http_parse_request_resume. */
+int tg_http_parse_response_resume(const char *buf, size_t len, tg_http_response_t *resp,
+				  tg_http_method_t method, const tg_http_limits_t *limits);
 
 /* State of a chunked body being passed through. Zero it to start. */
 typedef struct tg_http_chunked {
@@ -165,6 +230,11 @@ typedef struct tg_http_chunked {
  * oversize line/trailer section.
  */
 ssize_t tg_http_chunked_scan(tg_http_chunked_t *c, const char *buf, size_t len, bool *done);
+
+/* Limits tg_http_chunked_scan enforces: one size or trailer line including its
+ * CRLF, and the whole trailer section. */
+#define TG_HTTP_CHUNK_LINE_MAX	  8192
+#define TG_HTTP_CHUNK_TRAILER_MAX 32768
 
 /* Reason phrase for a status code ("OK", "Not Found"; "" for unknown). */
 const char *tg_http_reason(int status);
