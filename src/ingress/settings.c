@@ -1,0 +1,210 @@
+#include "ingress/settings.h"
+#include "ingress/once.h"
+#include "core/common.h"
+#include "core/log.h"
+#include "core/parse.h"
+
+#include <errno.h>
+#include <stddef.h>
+#include <stdio.h>
+#include <string.h>
+
+void tg_settings_defaults(tg_settings_t *s)
+{
+	memset(s, 0, sizeof(*s));
+	s->keep_alive_ms = 75000;
+	s->keep_alive_requests = 1000;
+	s->keep_alive_time_ms = 3600000;
+	s->upstream_keepalive_connections = 320;
+	s->upstream_keepalive_timeout_ms = 60000;
+	s->upstream_keepalive_requests = 10000;
+	s->proxy_connect_timeout_ms = 5000;
+	s->proxy_read_timeout_ms = 60000;
+	s->proxy_send_timeout_ms = 60000;
+	s->client_header_timeout_ms = 60000;
+	s->client_body_timeout_ms = 60000;
+	s->proxy_body_size = 1024 * 1024;
+	s->worker_shutdown_timeout_ms = 240000;
+	s->max_worker_connections = 16384;
+	s->client_header_buffer_size = 1024;
+	s->large_client_header_buffers = 4 * 8192;
+	s->max_headers = 100;
+	s->tcp_keepalive_ms = 0;
+	s->use_proxy_protocol = false;
+	s->use_forwarded_headers = false;
+	s->ssl_redirect = true;
+	s->disable_access_log = false;
+	s->load_balance = TG_LB_ROUND_ROBIN;
+}
+
+typedef enum vtype {
+	V_MS32,	   /* duration into uint32_t milliseconds */
+	V_MS64,	   /* duration into uint64_t milliseconds */
+	V_U32,	   /* plain integer into uint32_t */
+	V_SIZE32,  /* size into uint32_t bytes */
+	V_SIZE64,  /* size into uint64_t bytes */
+	V_BOOL,	   /* boolean */
+	V_LB,	   /* load-balance algorithm */
+	V_HDRBUFS, /* "count size" into uint32_t total bytes */
+} vtype_t;
+
+/* One ConfigMap key: nginx-style directive table (name, type, offset, bound). */
+typedef struct key_desc {
+	const char *name; /* ConfigMap key */
+	vtype_t type;	  /* how its value is parsed */
+	size_t off;	  /* field offset in tg_settings_t */
+	uint64_t min;	  /* smallest accepted value (ms, bytes or count) */
+} key_desc_t;
+
+#define F(field) offsetof(tg_settings_t, field)
+
+static const key_desc_t keys[] = {
+    {"keep-alive", V_MS32, F(keep_alive_ms), 0},
+    {"keep-alive-requests", V_U32, F(keep_alive_requests), 1},
+    {"keep-alive-time", V_MS64, F(keep_alive_time_ms), 1},
+    {"upstream-keepalive-connections", V_U32, F(upstream_keepalive_connections), 0},
+    {"upstream-keepalive-timeout", V_MS32, F(upstream_keepalive_timeout_ms), 0},
+    {"upstream-keepalive-requests", V_U32, F(upstream_keepalive_requests), 1},
+    {"proxy-connect-timeout", V_MS32, F(proxy_connect_timeout_ms), 1},
+    {"proxy-read-timeout", V_MS32, F(proxy_read_timeout_ms), 1},
+    {"proxy-send-timeout", V_MS32, F(proxy_send_timeout_ms), 1},
+    {"client-header-timeout", V_MS32, F(client_header_timeout_ms), 1},
+    {"client-body-timeout", V_MS32, F(client_body_timeout_ms), 1},
+    {"proxy-body-size", V_SIZE64, F(proxy_body_size), 0},
+    {"worker-shutdown-timeout", V_MS32, F(worker_shutdown_timeout_ms), 0},
+    {"max-worker-connections", V_U32, F(max_worker_connections), 1},
+    {"client-header-buffer-size", V_SIZE32, F(client_header_buffer_size), 64},
+    {"large-client-header-buffers", V_HDRBUFS, F(large_client_header_buffers), 64},
+    {"max-headers", V_U32, F(max_headers), 1},
+    {"tcp-keepalive", V_MS32, F(tcp_keepalive_ms), 0},
+    {"use-proxy-protocol", V_BOOL, F(use_proxy_protocol), 0},
+    {"use-forwarded-headers", V_BOOL, F(use_forwarded_headers), 0},
+    {"ssl-redirect", V_BOOL, F(ssl_redirect), 0},
+    {"disable-access-log", V_BOOL, F(disable_access_log), 0},
+    {"load-balance", V_LB, F(load_balance), 0},
+};
+
+/* Parses one value into the field at `field`. Returns NULL or a reason. */
+static const char *parse_value(const key_desc_t *k, const char *v, size_t len, void *field)
+{
+	uint64_t x;
+	switch (k->type) {
+	case V_MS32:
+	case V_MS64:
+		if (tg_parse_duration_ms(v, len, 1000, &x))
+			return "want seconds (60) or a duration (60s, 1m30s, 500ms)";
+		if (x < k->min)
+			return "must be greater than zero";
+		if (k->type == V_MS32) {
+			if (x > UINT32_MAX)
+				return "too large";
+			*(uint32_t *)field = (uint32_t)x;
+		} else {
+			*(uint64_t *)field = x;
+		}
+		return NULL;
+	case V_U32:
+		if (tg_parse_u64(v, len, &x))
+			return "want a non-negative integer";
+		if (x < k->min)
+			return "must be greater than zero";
+		if (x > UINT32_MAX)
+			return "too large";
+		*(uint32_t *)field = (uint32_t)x;
+		return NULL;
+	case V_SIZE32:
+	case V_SIZE64:
+		if (tg_parse_size(v, len, &x))
+			return "want a size (1024, 8k, 1m)";
+		if (x < k->min)
+			return "too small";
+		if (k->type == V_SIZE32) {
+			if (x > UINT32_MAX)
+				return "too large";
+			*(uint32_t *)field = (uint32_t)x;
+		} else {
+			*(uint64_t *)field = x;
+		}
+		return NULL;
+	case V_BOOL:
+		if (tg_parse_bool(v, len, (bool *)field))
+			return "want true or false";
+		return NULL;
+	case V_LB: {
+		tg_str_t s = {v, len};
+		if (tg_str_eq(s, "round_robin", 11))
+			*(tg_lb_algo_t *)field = TG_LB_ROUND_ROBIN;
+		else if (tg_str_eq(s, "ewma", 4))
+			*(tg_lb_algo_t *)field = TG_LB_EWMA;
+		else
+			return "want round_robin or ewma";
+		return NULL;
+	}
+	case V_HDRBUFS: {
+		size_t i = 0;
+		while (i < len && v[i] >= '0' && v[i] <= '9')
+			i++;
+		size_t j = i;
+		while (j < len && (v[j] == ' ' || v[j] == '\t'))
+			j++;
+		uint64_t count, size;
+		if (i == 0 || j == i || tg_parse_u64(v, i, &count) ||
+		    tg_parse_size(v + j, len - j, &size))
+			return "want \"<count> <size>\" such as \"4 8k\"";
+		if (count == 0 || count > 1024 || size == 0 || count * size < k->min)
+			return "count must be 1..1024 and the total at least 64 bytes";
+		if (count * size > UINT32_MAX)
+			return "too large";
+		*(uint32_t *)field = (uint32_t)(count * size);
+		return NULL;
+	}
+	}
+	return "unsupported";
+}
+
+int tg_settings_from_configmap(const tg_kv_t *data, uint32_t n, const tg_settings_t *prev,
+			       const char *cm_id, tg_settings_t *out)
+{
+	int bad = 0;
+	tg_settings_defaults(out);
+	for (uint32_t i = 0; i < n; i++) {
+		const key_desc_t *k = NULL;
+		for (size_t j = 0; j < TG_ARRAY_SIZE(keys); j++)
+			if (strcmp(data[i].key, keys[j].name) == 0)
+				k = &keys[j];
+		if (!k) {
+			if (tg_once_first("configmap-key", data[i].key, strlen(data[i].key)))
+				tg_warn("ingress",
+					"ConfigMap %s: unknown key %s ignored (logged once)", cm_id,
+					data[i].key);
+			continue;
+		}
+		/* Trim surrounding blanks: "60 " is a common hand-edit. */
+		const char *v = data[i].value;
+		size_t len = data[i].value_len;
+		while (len && (*v == ' ' || *v == '\t')) {
+			v++;
+			len--;
+		}
+		while (len && (v[len - 1] == ' ' || v[len - 1] == '\t' || v[len - 1] == '\n'))
+			len--;
+		void *field = (char *)out + k->off;
+		const char *why = parse_value(k, v, len, field);
+		if (why) {
+			bad++;
+			/* Keep the previous effective value for this key only. */
+			size_t w = (k->type == V_MS64 || k->type == V_SIZE64) ? sizeof(uint64_t)
+				   : k->type == V_BOOL			      ? sizeof(bool)
+				   : k->type == V_LB			      ? sizeof(tg_lb_algo_t)
+									      : sizeof(uint32_t);
+			if (prev)
+				memcpy(field, (const char *)prev + k->off, w);
+			tg_warn(
+			    "ingress",
+			    "ConfigMap %s: key %s: bad value \"%.*s\": %s; keeping the previous "
+			    "value",
+			    cm_id, k->name, (int)TG_MIN(len, 64), v, why);
+		}
+	}
+	return bad;
+}
