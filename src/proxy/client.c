@@ -1,0 +1,1534 @@
+/*
+ * client.c - client connections and the request/response exchange.
+ *
+ * One state machine per client connection, driven by readiness flags: an
+ * epoll edge sets rd/wr, a read or write that returns EAGAIN (or a short read)
+ * clears them, and client_run() makes all the progress it can until every
+ * side it needs is blocked. Upstream events re-enter through
+ * tg_client_upstream_ready(). Nothing here blocks or allocates per request:
+ * buffers and structs come from per-worker free lists.
+ *
+ * Buffers. The client buffer `in` holds the request head at in->start for the
+ * whole exchange (the upstream head is written with iovecs pointing into it,
+ * retries re-send it, the access log reads it). Body bytes follow at `base`:
+ * [in->pos, scan) are framed body bytes not queued upstream yet, [scan, last)
+ * bytes after the body (a pipelined request). When every buffered body byte
+ * has been forwarded and space runs low, the body area is recycled and the
+ * request stops being replayable. The upstream connection's buffer holds the
+ * response the same way: [buf->pos, rscan) framed and not yet queued to the
+ * client.
+ *
+ * Expect: 100-continue is answered by tidegate itself (once the route, the
+ * body-size limit and the backend are known, so a 413 or 404 can still be
+ * sent instead) and the Expect field is not forwarded: backends never see it.
+ */
+#include "core/clock.h"
+#include "core/log.h"
+#include "proxy/accesslog.h"
+#include "proxy/headers.h"
+#include "proxy/worker.h"
+
+#include <arpa/inet.h>
+#include <errno.h>
+#include <limits.h>
+#include <netinet/in.h>
+#include <netinet/tcp.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/socket.h>
+#include <sys/uio.h>
+#include <time.h>
+#include <unistd.h>
+
+/* Results of a phase step (client_run keeps stepping while AGAIN). */
+#define STEP_BLOCKED 0
+#define STEP_AGAIN   1
+
+/* Results of a pump inside CP_PROXY. PUMP_SWITCH equals STEP_AGAIN on
+ * purpose: local_response() (which returns STEP_AGAIN) ends a pump too. */
+#define PUMP_BLOCKED  0
+#define PUMP_SWITCH   1 /* phase or attempt changed, or c closed: restart the step */
+#define PUMP_PROGRESS 2
+
+/* Which deadline of an exchange is the nearest. */
+enum { W_NONE, W_CONNECT, W_USEND, W_CBODY, W_CWRITE, W_UREAD };
+
+/* Upstream failure kinds. */
+enum { F_WRITE, F_EOF, F_RESET, F_PROTO, F_TIMEOUT };
+
+#define BODY_ROOM_MIN 4096 /* least space for body bytes after the head */
+#define LINGER_MS     2000 /* how long to discard input after a final close */
+
+static const char continue_100[] = "HTTP/1.1 100 Continue\r\n\r\n";
+
+static void client_run(tg_cconn_t *c);
+static int local_response(tg_cconn_t *c, int status);
+static int attempt(tg_cconn_t *c, bool fresh);
+
+static inline uint64_t now_ms(const tg_cconn_t *c)
+{
+	return c->w->loop.now_ms;
+}
+
+static const tg_settings_t *wsettings(const tg_worker_t *w)
+{
+	return w->cur ? &w->cur->snap->settings : &w->defaults;
+}
+
+static void set_deadline(tg_cconn_t *c, uint64_t when)
+{
+	/* Cannot fail: the timer was armed at accept (the heap has its slot). */
+	(void)tg_timer_set(&c->w->loop.timers, &c->timer, when);
+}
+
+static void iov_advance(struct iovec *iov, int *idx, int n, size_t bytes)
+{
+	int i = *idx;
+	while (i < n && bytes >= iov[i].iov_len) {
+		bytes -= iov[i].iov_len;
+		i++;
+	}
+	if (i < n && bytes) {
+		iov[i].iov_base = (char *)iov[i].iov_base + bytes;
+		iov[i].iov_len -= bytes;
+	}
+	*idx = i;
+}
+
+static int iov_count(int i, int n)
+{
+	int k = n - i;
+	return k > IOV_MAX ? IOV_MAX : k;
+}
+
+/* ------------------------------------------------------------------ */
+/* Snapshot references                                                 */
+
+static void snap_unuse(tg_cconn_t *c)
+{
+	if (c->sref) {
+		tg_worker_snap_unuse(c->w, c->sref);
+		c->sref = NULL;
+	}
+}
+
+/* ------------------------------------------------------------------ */
+/* Access log and metrics                                              */
+
+static tg_str_t request_line(const tg_cconn_t *c)
+{
+	const tg_buf_t *b = c->in;
+	if (!b)
+		return (tg_str_t){NULL, 0};
+	if (c->head_len) {
+		const char *end =
+		    c->req.num_headers ? c->reqh[0].name.ptr - 2 : b->start + c->head_len - 4;
+		return (tg_str_t){b->start, (size_t)(end - b->start)};
+	}
+	/* Malformed or partial head: up to the first line break. */
+	size_t n = (size_t)(b->last - b->start);
+	if (n > 2048)
+		n = 2048;
+	for (size_t i = 0; i < n; i++)
+		if (b->start[i] == '\r' || b->start[i] == '\n')
+			return (tg_str_t){b->start, i};
+	return (tg_str_t){b->start, n};
+}
+
+static tg_str_t find_header(const tg_cconn_t *c, const char *name, size_t len)
+{
+	if (!c->head_len)
+		return (tg_str_t){NULL, 0};
+	for (size_t i = 0; i < c->req.num_headers; i++)
+		if (c->reqh[i].name.len == len && tg_str_caseeq(c->reqh[i].name, name, len))
+			return c->reqh[i].value;
+	return (tg_str_t){NULL, 0};
+}
+
+static const char *time_local(tg_worker_t *w)
+{
+	int64_t s = tg_clock_wall_s();
+	if (s != w->tl_sec) {
+		static const char *const mon[] = {"Jan", "Feb", "Mar", "Apr", "May", "Jun",
+						  "Jul", "Aug", "Sep", "Oct", "Nov", "Dec"};
+		time_t t = (time_t)s;
+		struct tm tm;
+		gmtime_r(&t, &tm);
+		snprintf(w->time_local, sizeof(w->time_local), "%02d/%s/%04d:%02d:%02d:%02d +0000",
+			 tm.tm_mday, mon[tm.tm_mon % 12], tm.tm_year + 1900, tm.tm_hour, tm.tm_min,
+			 tm.tm_sec);
+		w->tl_sec = s;
+	}
+	return w->time_local;
+}
+
+/* Logs and counts the current exchange once. */
+static void log_exchange(tg_cconn_t *c)
+{
+	if (!c->active)
+		return;
+	c->active = 0;
+	tg_worker_t *w = c->w;
+	uint64_t end = tg_clock_ns();
+	uint64_t dur = end - c->t_start_ns;
+	const tg_route_t *rt = c->route;
+	const tg_backend_t *be = c->backend;
+	uint64_t gen = c->sref ? c->sref->snap->generation : 0;
+	tg_wstats_request(&w->stats, gen, rt ? rt->ingress_ns : NULL, rt ? rt->ingress_name : NULL,
+			  be ? be->service : NULL, c->status, dur);
+	const tg_settings_t *s = c->set ? c->set : wsettings(w);
+	if (s->disable_access_log || !w->logring)
+		return;
+	tg_logrec_t r = {0};
+	r.client_ip = (tg_str_t){c->ip, c->iplen};
+	r.time_local = time_local(w);
+	r.request_line = request_line(c);
+	r.status = c->status;
+	r.body_bytes = c->sent_bytes > c->resp_head_bytes ? c->sent_bytes - c->resp_head_bytes : 0;
+	r.referer = find_header(c, "referer", 7);
+	r.user_agent = find_header(c, "user-agent", 10);
+	r.request_length = c->head_len + c->body_raw;
+	r.request_time_us = dur / 1000;
+	r.upstream_name = be ? be->label : NULL;
+	r.upstream_addr = c->up_addr;
+	r.upstream_length = c->up_bytes;
+	uint64_t ue = c->t_up_end_ns ? c->t_up_end_ns : end;
+	r.upstream_time_us =
+	    c->t_up_start_ns && ue > c->t_up_start_ns ? (ue - c->t_up_start_ns) / 1000 : 0;
+	r.upstream_status = c->up_status;
+	r.request_id = c->reqid_client.len
+			   ? c->reqid_client
+			   : (c->route ? (tg_str_t){c->reqid, 32} : (tg_str_t){NULL, 0});
+	r.ns = rt ? rt->ingress_ns : NULL;
+	r.ingress = rt ? rt->ingress_name : NULL;
+	r.service = be ? be->service : NULL;
+	char line[4096];
+	size_t n = tg_accesslog_format(&r, line, sizeof(line));
+	if (!tg_ring_put(w->logring, line, n))
+		STAT_ADD(w->stats.log_dropped, 1);
+}
+
+/* ------------------------------------------------------------------ */
+/* Closing                                                             */
+
+void tg_client_close(tg_cconn_t *c)
+{
+	if (c->closing)
+		return;
+	tg_worker_t *w = c->w;
+	if (c->active) {
+		if (!c->status)
+			c->status = 499; /* nginx's "client closed request" */
+		log_exchange(c);
+	}
+	c->closing = 1;
+	if (c->up) {
+		tg_upstream_close(w, c->up);
+		c->up = NULL;
+	}
+	snap_unuse(c);
+	tg_timer_cancel(&w->loop.timers, &c->timer);
+	close(c->io.fd);
+	c->io.fd = -1;
+	tg_buf_put(&w->bufs, c->in);
+	c->in = NULL;
+	if (c->prev)
+		c->prev->next = c->next;
+	else
+		w->clients = c->next;
+	if (c->next)
+		c->next->prev = c->prev;
+	w->nclients--;
+	STAT_SUB(w->stats.client_conns, 1);
+	c->gnext = w->cgrave;
+	w->cgrave = c;
+}
+
+/* Ends the connection after a final response: discard what the client may
+ * still be sending for a while, so that our close does not turn into a reset
+ * that destroys the response before the client has read it. */
+static int close_after_response(tg_cconn_t *c)
+{
+	bool unread = !c->body_done || (c->in && c->in->last > c->scan) || !c->head_len;
+	if (!unread && !c->rd) {
+		tg_client_close(c);
+		return STEP_BLOCKED;
+	}
+	shutdown(c->io.fd, SHUT_WR);
+	tg_buf_put(&c->w->bufs, c->in);
+	c->in = NULL;
+	c->phase = CP_LINGER;
+	set_deadline(c, now_ms(c) + LINGER_MS);
+	return STEP_AGAIN;
+}
+
+static int step_linger(tg_cconn_t *c)
+{
+	char sink[4096];
+	while (c->rd) {
+		ssize_t n = read(c->io.fd, sink, sizeof(sink));
+		if (n > 0)
+			continue;
+		if (n < 0 && errno == EAGAIN) {
+			c->rd = 0;
+			break;
+		}
+		if (n < 0 && errno == EINTR)
+			continue;
+		tg_client_close(c); /* EOF or error: the client is done */
+		return STEP_BLOCKED;
+	}
+	return STEP_BLOCKED;
+}
+
+/* The exchange is over (response fully written). */
+static int exchange_done(tg_cconn_t *c)
+{
+	tg_worker_t *w = c->w;
+	log_exchange(c);
+	if (c->up) {
+		tg_upstream_release(w, c->up, c->up_reusable && c->req_sent, c->set);
+		c->up = NULL;
+	}
+	const tg_settings_t *s = c->set ? c->set : wsettings(w);
+	uint32_t keep_ms = s->keep_alive_ms;
+	snap_unuse(c);
+	c->route = NULL;
+	c->backend = NULL;
+	c->set = NULL;
+	if (!c->keep || w->draining)
+		return close_after_response(c);
+	/* Keep-alive: what follows the request (pipelined bytes) moves to the
+	 * front and is parsed at once; an empty buffer goes back to the pool. */
+	tg_buf_t *b = c->in;
+	size_t left = (size_t)(b->last - c->scan);
+	if (left) {
+		memmove(b->start, c->scan, left);
+		b->pos = b->start;
+		b->last = b->start + left;
+	} else {
+		tg_buf_put(&w->bufs, b);
+		c->in = NULL;
+	}
+	c->head_len = 0;
+	c->phase = CP_IDLE;
+	set_deadline(c, now_ms(c) + keep_ms);
+	return STEP_AGAIN;
+}
+
+/* ------------------------------------------------------------------ */
+/* Local responses                                                     */
+
+static bool keepable_status(int status)
+{
+	switch (status) {
+	case 400:
+	case 405: /* CONNECT: tunnel bytes may follow the head */
+	case 408:
+	case 413:
+	case 414:
+	case 431:
+	case 500:
+	case 501:
+	case 505:
+		return false;
+	default:
+		return true;
+	}
+}
+
+static void ciov_push(tg_cconn_t *c, const void *p, size_t len)
+{
+	if (c->ciov_i == c->ciov_n) {
+		c->ciov_i = c->ciov_n = 0;
+		c->last_cwrite = now_ms(c);
+	}
+	if (c->ciov_n < TG_PROXY_IOV && len) {
+		c->ciov[c->ciov_n].iov_base = (void *)p;
+		c->ciov[c->ciov_n].iov_len = len;
+		c->ciov_n++;
+	}
+}
+
+static int local_response(tg_cconn_t *c, int status)
+{
+	tg_worker_t *w = c->w;
+	if (c->up) {
+		tg_upstream_close(w, c->up);
+		c->up = NULL;
+	}
+	const tg_settings_t *s = c->set ? c->set : wsettings(w);
+	c->status = status;
+	c->resp_started = 1;
+	c->keep = c->keep && c->body_done && keepable_status(status) && !w->draining &&
+		  s->keep_alive_ms > 0 && c->nreq < s->keep_alive_requests;
+	const char *reason = tg_http_reason(status);
+	char body[256];
+	int blen = snprintf(body, sizeof(body),
+			    "<html>\r\n<head><title>%d %s</title></head>\r\n<body>\r\n"
+			    "<center><h1>%d %s</h1></center>\r\n<hr><center>tidegate</center>\r\n"
+			    "</body>\r\n</html>\r\n",
+			    status, reason, status, reason);
+	char date[29];
+	tg_http_date(date);
+	bool head_only = c->head_len && c->req.method_id == TG_METHOD_HEAD;
+	const char *conn = !c->keep ? "Connection: close\r\n"
+			   : (c->head_len && c->req.version_minor == 0)
+			       ? "Connection: keep-alive\r\n"
+			       : "";
+	size_t cap = sizeof(c->cadd);
+	int n = snprintf(c->cadd, cap,
+			 "HTTP/1.1 %d %s\r\nDate: %.29s\r\nServer: tidegate\r\n"
+			 "Content-Type: text/html\r\nContent-Length: %d\r\n%s",
+			 status, reason, date, blen, conn);
+	if (n < 0 || (size_t)n >= cap)
+		n = 0;
+	size_t used = (size_t)n;
+	ciov_push(c, c->cadd, used);
+	if (status == 308 && c->head_len) {
+		/* https://HOST/PATH?QUERY, HOST without the port. */
+		static const char loc[] = "Location: https://";
+		ciov_push(c, loc, sizeof(loc) - 1);
+		tg_str_t h = c->req.host;
+		const char *colon = NULL;
+		if (h.len && h.ptr[0] == '[') {
+			const char *rb = memchr(h.ptr, ']', h.len);
+			if (rb && rb + 1 < h.ptr + h.len && rb[1] == ':')
+				colon = rb + 1;
+		} else if (h.len) {
+			colon = memchr(h.ptr, ':', h.len);
+		}
+		ciov_push(c, h.ptr, colon ? (size_t)(colon - h.ptr) : h.len);
+		if (c->req.path.len && c->req.path.ptr[0] == '/')
+			ciov_push(c, c->req.path.ptr, c->req.path.len);
+		else
+			ciov_push(c, "/", 1);
+		if (c->req.query.len)
+			ciov_push(c, c->req.query.ptr - 1, c->req.query.len + 1);
+		ciov_push(c, "\r\n", 2);
+	}
+	int m = snprintf(c->cadd + used, cap - used, "\r\n%s", head_only ? "" : body);
+	if (m > 0 && (size_t)m < cap - used)
+		ciov_push(c, c->cadd + used, (size_t)m);
+	c->resp_head_bytes =
+	    tg_iov_len(c->ciov + c->ciov_i, c->ciov_n - c->ciov_i) - (head_only ? 0 : (size_t)blen);
+	c->phase = CP_LOCAL;
+	set_deadline(c, now_ms(c) + s->proxy_send_timeout_ms);
+	return STEP_AGAIN;
+}
+
+/* Writes pending ciov entries. Returns 1 when all written, 0 when blocked,
+ * -1 on a write error (the caller aborts). */
+static int flush_client(tg_cconn_t *c)
+{
+	while (c->ciov_i < c->ciov_n) {
+		if (!c->wr)
+			return 0;
+		ssize_t n = writev(c->io.fd, &c->ciov[c->ciov_i], iov_count(c->ciov_i, c->ciov_n));
+		if (n < 0) {
+			if (errno == EAGAIN) {
+				c->wr = 0;
+				return 0;
+			}
+			if (errno == EINTR)
+				continue;
+			return -1;
+		}
+		c->sent_bytes += (uint64_t)n;
+		c->last_cwrite = now_ms(c);
+		iov_advance(c->ciov, &c->ciov_i, c->ciov_n, (size_t)n);
+		if (c->ciov_i < c->ciov_n)
+			c->wr = 0; /* short write: the socket buffer is full */
+	}
+	c->ciov_i = c->ciov_n = 0;
+	return 1;
+}
+
+static int step_local(tg_cconn_t *c)
+{
+	int r = flush_client(c);
+	if (r < 0) {
+		tg_client_close(c);
+		return STEP_BLOCKED;
+	}
+	if (r == 0)
+		return STEP_BLOCKED;
+	return exchange_done(c);
+}
+
+/* ------------------------------------------------------------------ */
+/* Request head                                                        */
+
+static void rebase_str(tg_str_t *s, const char *lo, const char *hi, ptrdiff_t d)
+{
+	if (s->ptr && s->ptr >= lo && s->ptr <= hi)
+		s->ptr += d;
+}
+
+/* Moves the client's bytes into a buffer of `size` bytes, fixing every slice
+ * that points into it. Rare: heads over 16 KiB or with little room left. */
+static int grow_in(tg_cconn_t *c, size_t size)
+{
+	tg_buf_t *old = c->in;
+	tg_buf_t *nb = tg_buf_alloc(size);
+	if (!nb)
+		return -1;
+	size_t used = (size_t)(old->last - old->start);
+	memcpy(nb->start, old->start, used);
+	ptrdiff_t d = nb->start - old->start;
+	nb->pos = old->pos + d;
+	nb->last = nb->start + used;
+	const char *lo = old->start, *hi = old->end;
+	if (c->head_len) {
+		tg_http_request_t *r = &c->req;
+		rebase_str(&r->method, lo, hi, d);
+		rebase_str(&r->target, lo, hi, d);
+		rebase_str(&r->path, lo, hi, d);
+		rebase_str(&r->query, lo, hi, d);
+		rebase_str(&r->host, lo, hi, d);
+		rebase_str(&r->upgrade_protocol, lo, hi, d);
+		rebase_str(&c->reqid_client, lo, hi, d);
+		for (size_t i = 0; i < r->num_headers; i++) {
+			rebase_str(&c->reqh[i].name, lo, hi, d);
+			rebase_str(&c->reqh[i].value, lo, hi, d);
+		}
+		c->base += d;
+		c->scan += d;
+	}
+	tg_buf_put(&c->w->bufs, old);
+	c->in = nb;
+	return 0;
+}
+
+/* Frames newly received body bytes: advances scan over [scan, last).
+ * Returns 0 or -1 for a malformed chunked body. */
+static int frame_body(tg_cconn_t *c)
+{
+	if (c->body_done)
+		return 0;
+	size_t avail = (size_t)(c->in->last - c->scan);
+	if (!avail)
+		return 0;
+	if (c->req.body == TG_BODY_LENGTH) {
+		size_t n = avail < c->cl_left ? avail : (size_t)c->cl_left;
+		c->scan += n;
+		c->cl_left -= n;
+		c->body_raw += n;
+		c->body_done = c->cl_left == 0;
+		return 0;
+	}
+	bool done = false;
+	ssize_t n = tg_http_chunked_scan(&c->chunk, c->scan, avail, &done);
+	if (n < 0)
+		return -1;
+	c->scan += n;
+	c->body_raw += (uint64_t)n;
+	c->body_done = done;
+	return 0;
+}
+
+static uint32_t pick_endpoint(tg_cconn_t *c)
+{
+	tg_worker_t *w = c->w;
+	const tg_backend_t *b = c->backend;
+	uint32_t *cur = (c->sref == w->cur && b->id < w->nrr) ? &w->rr[b->id] : &w->rr_spare;
+	uint32_t i = *cur % b->n_endpoints;
+	*cur = i + 1;
+	return i;
+}
+
+static int start_exchange(tg_cconn_t *c, size_t head_len)
+{
+	tg_worker_t *w = c->w;
+	tg_buf_t *b = c->in;
+	c->active = 1;
+	c->t_start_ns = tg_clock_ns();
+	c->nreq++;
+	c->head_len = head_len;
+	c->base = b->start + head_len;
+	b->pos = c->base;
+	c->scan = c->base;
+	c->route = NULL;
+	c->backend = NULL;
+	c->set = NULL;
+	c->tries = 0;
+	c->stale_retried = 0;
+	c->replayable = 1;
+	c->req_sent = 0;
+	c->resp_state = RS_HEAD;
+	c->resp_started = 0;
+	c->up_reusable = 0;
+	c->upgrade = 0;
+	c->c_eof = c->u_eof = 0;
+	c->body_raw = 0;
+	c->uiov_i = c->uiov_n = 0;
+	c->ciov_i = c->ciov_n = 0;
+	c->sent_bytes = c->resp_head_bytes = c->up_bytes = 0;
+	c->status = c->up_status = 0;
+	c->up_addr = NULL;
+	c->t_up_start_ns = c->t_up_end_ns = 0;
+	c->reqid_client = (tg_str_t){NULL, 0};
+	c->keep = c->req.keep_alive;
+	c->last_cread = c->last_cwrite = now_ms(c);
+
+	switch (c->req.body) {
+	case TG_BODY_LENGTH:
+		c->cl_left = c->req.content_length;
+		c->body_done = c->cl_left == 0;
+		break;
+	case TG_BODY_CHUNKED:
+		memset(&c->chunk, 0, sizeof(c->chunk));
+		c->body_done = 0;
+		break;
+	default:
+		c->body_done = 1;
+		break;
+	}
+	if (frame_body(c) < 0)
+		return local_response(c, 400);
+	if (!c->body_done && (size_t)(b->end - c->base) < BODY_ROOM_MIN &&
+	    grow_in(c, (size_t)(c->base - b->start) + TG_PROXY_BUF_SIZE) < 0) {
+		c->keep = 0;
+		return local_response(c, 500);
+	}
+	if (c->req.method_id == TG_METHOD_CONNECT)
+		return local_response(c, 405);
+	if (!w->cur)
+		return local_response(c, 503);
+	c->sref = w->cur;
+	c->sref->users++;
+	c->set = &c->sref->snap->settings;
+	const tg_route_t *rt = tg_snapshot_route(c->sref->snap, c->req.host, c->req.path);
+	if (!rt)
+		return local_response(c, 404);
+	c->route = rt;
+	c->backend = rt->backend;
+	if (rt->opts.force_ssl_redirect || (rt->opts.ssl_redirect && rt->opts.tls))
+		return local_response(c, 308);
+	uint64_t limit = rt->opts.proxy_body_size;
+	if (limit && ((c->req.body == TG_BODY_LENGTH && c->req.content_length > limit) ||
+		      (c->req.body == TG_BODY_CHUNKED && c->chunk.body_bytes > limit)))
+		return local_response(c, 413);
+	if (!c->backend || c->backend->n_endpoints == 0)
+		return local_response(c, 503);
+
+	for (size_t i = 0; i < c->req.num_headers; i++)
+		if ((c->reqh[i].flags & TG_HDR_REQUEST_ID) && c->reqh[i].value.len) {
+			c->reqid_client = c->reqh[i].value;
+			break;
+		}
+	if (!c->reqid_client.len)
+		tg_rand_hex32(&w->rng, c->reqid);
+	if (c->req.expect_continue && c->req.version_minor == 1 && !c->body_done &&
+	    c->scan == c->base)
+		ciov_push(c, continue_100, sizeof(continue_100) - 1);
+
+	c->ep_idx = pick_endpoint(c);
+	c->phase = CP_PROXY;
+	attempt(c, false);
+	return STEP_AGAIN;
+}
+
+static int step_head(tg_cconn_t *c)
+{
+	tg_worker_t *w = c->w;
+	const tg_settings_t *s = wsettings(w);
+	if (!c->in) {
+		if (!c->rd)
+			return STEP_BLOCKED;
+		c->in = tg_buf_get(&w->bufs);
+		if (!c->in) {
+			tg_client_close(c);
+			return STEP_BLOCKED;
+		}
+	}
+	for (;;) {
+		tg_buf_t *b = c->in;
+		if (b->last > b->start) {
+			if (c->phase == CP_IDLE) {
+				c->phase = CP_HEAD;
+				c->head_start_ms = now_ms(c);
+				set_deadline(c, c->head_start_ms + s->client_header_timeout_ms);
+			}
+			c->req.headers = c->reqh;
+			c->req.max_headers = s->max_headers && s->max_headers < TG_PROXY_MAX_HEADERS
+						 ? s->max_headers
+						 : TG_PROXY_MAX_HEADERS;
+			tg_http_limits_t lim = {s->large_client_header_buffers, 0};
+			int r = tg_http_parse_request_resume(b->start, (size_t)(b->last - b->start),
+							     &c->req, &lim);
+			if (r > 0)
+				return start_exchange(c, (size_t)r);
+			if (r == TG_ERROR) {
+				c->active = 1;
+				c->t_start_ns = tg_clock_ns();
+				c->head_len = 0;
+				c->keep = 0;
+				c->body_done = 0;
+				c->sent_bytes = c->resp_head_bytes = c->up_bytes = 0;
+				c->up_addr = NULL;
+				c->up_status = 0;
+				c->t_up_start_ns = 0;
+				c->reqid_client = (tg_str_t){NULL, 0};
+				c->ciov_i = c->ciov_n = 0;
+				return local_response(c, c->req.status ? c->req.status : 400);
+			}
+			if (tg_buf_space(b) == 0) {
+				size_t limit = lim.max_head_bytes ? lim.max_head_bytes : 32768;
+				if (tg_buf_size(b) > limit || grow_in(c, limit + 1) < 0) {
+					c->active = 1;
+					c->t_start_ns = tg_clock_ns();
+					c->head_len = 0;
+					c->keep = 0;
+					c->body_done = 0;
+					c->sent_bytes = c->resp_head_bytes = c->up_bytes = 0;
+					c->ciov_i = c->ciov_n = 0;
+					return local_response(c, 431);
+				}
+				continue;
+			}
+		}
+		if (!c->rd) {
+			if (b->last == b->start) {
+				tg_buf_put(&w->bufs, b);
+				c->in = NULL;
+			}
+			return STEP_BLOCKED;
+		}
+		size_t space = tg_buf_space(b);
+		ssize_t n = read(c->io.fd, b->last, space);
+		if (n > 0) {
+			b->last += n;
+			if ((size_t)n < space && !c->rdhup)
+				c->rd = 0;
+			continue;
+		}
+		if (n < 0 && errno == EAGAIN) {
+			c->rd = 0;
+			continue;
+		}
+		if (n < 0 && errno == EINTR)
+			continue;
+		tg_client_close(c); /* EOF or reset between requests */
+		return STEP_BLOCKED;
+	}
+}
+
+/* ------------------------------------------------------------------ */
+/* Upstream attempts                                                   */
+
+static int connect_failed(tg_cconn_t *c, bool timeout)
+{
+	tg_worker_t *w = c->w;
+	STAT_ADD(w->stats.connect_errors, 1);
+	if (c->up) {
+		tg_upstream_close(w, c->up);
+		c->up = NULL;
+	}
+	if (c->tries < 3 && c->replayable) {
+		STAT_ADD(w->stats.retries, 1);
+		c->ep_idx = (c->ep_idx + 1) % c->backend->n_endpoints;
+		return attempt(c, false);
+	}
+	return local_response(c, timeout ? 504 : 502);
+}
+
+/* Starts (or restarts) sending the request on a pooled or new connection to
+ * endpoint ep_idx. Always returns PUMP_SWITCH. */
+static int attempt(tg_cconn_t *c, bool fresh)
+{
+	tg_worker_t *w = c->w;
+	const tg_endpoint_t *ep = &c->backend->endpoints[c->ep_idx];
+	c->up_addr = ep->text;
+	c->t_up_start_ns = tg_clock_ns();
+	tg_uconn_t *u = fresh ? NULL : tg_upstream_take(w, &ep->addr, ep->addrlen);
+	if (!u) {
+		c->tries++;
+		int e = tg_upstream_connect(w, ep, &u);
+		if (e < 0) {
+			if (e == -ENOMEM || e == -EMFILE || e == -ENFILE) {
+				c->keep = c->keep && c->body_done;
+				return local_response(c, 502);
+			}
+			connect_failed(c, false);
+			return PUMP_SWITCH;
+		}
+		c->connect_deadline = now_ms(c) + c->route->opts.proxy_connect_timeout_ms;
+	}
+	u->owner = c;
+	c->up = u;
+	if (!u->buf) {
+		u->buf = tg_buf_get(&w->bufs);
+		if (!u->buf) {
+			c->keep = 0;
+			return local_response(c, 502);
+		}
+	}
+	u->buf->pos = u->buf->last = u->buf->start;
+	memset(&c->resp.priv, 0, sizeof(c->resp.priv));
+	u->requests++;
+	c->attempt_bytes = 0;
+	c->attempt_base = u->sent;
+	c->resp_state = RS_HEAD;
+	c->up_bytes = 0;
+	c->up_status = 0;
+	c->req_sent = 0;
+	c->last_uwrite = c->last_uread = now_ms(c);
+
+	tg_fwd_info_t fi = {
+	    .client_ip = {c->ip, c->iplen},
+	    .server_port = {w->port_text, w->port_len},
+	    .proto = TG_STR("http"),
+	    .request_id = c->reqid_client.len ? (tg_str_t){NULL, 0} : (tg_str_t){c->reqid, 32},
+	    .trust_forwarded = c->set->use_forwarded_headers,
+	    .drop_expect = c->req.expect_continue,
+	};
+	int n = tg_proxy_request_head(&c->req, c->in->start, c->head_len, &fi, c->uiov,
+				      TG_PROXY_IOV - 1, c->uadd, sizeof(c->uadd));
+	if (n < 0) {
+		c->keep = 0;
+		return local_response(c, 500);
+	}
+	c->in->pos = c->base; /* a retry re-sends the body bytes from the start */
+	if (c->scan > c->base) {
+		c->uiov[n].iov_base = c->base;
+		c->uiov[n].iov_len = (size_t)(c->scan - c->base);
+		n++;
+		c->in->pos = c->scan;
+	}
+	c->uiov_i = 0;
+	c->uiov_n = n;
+	return PUMP_SWITCH;
+}
+
+static int upstream_failed(tg_cconn_t *c, int kind)
+{
+	tg_worker_t *w = c->w;
+	tg_uconn_t *u = c->up;
+	bool reused = u && u->reused;
+	bool stale = (kind == F_WRITE || kind == F_EOF || kind == F_RESET) && reused &&
+		     c->up_bytes == 0 && !c->stale_retried && c->replayable && !c->resp_started;
+	/* A pooled connection the backend had closed: an idempotent request may
+	 * be sent again whatever happened; any other only when nothing of it can
+	 * have been processed:
+	 *  - the first write failed;
+	 *  - the backend's TCP never acknowledged a byte of it: its socket was
+	 *    closed before the request arrived (an idle-timeout close racing us);
+	 *  - the backend reset the connection before any response byte: a
+	 *    socket closed with unread data (our request) sends RST, so its
+	 *    application never read the whole request. */
+	bool retry = stale && (tg_http_method_idempotent(c->req.method_id) || kind == F_RESET ||
+			       (kind == F_WRITE && c->attempt_bytes == 0) ||
+			       tg_upstream_acked(u) <= c->attempt_base + 1 /* the SYN */);
+	if (u) {
+		tg_upstream_close(w, u);
+		c->up = NULL;
+	}
+	if (c->resp_started) {
+		tg_client_close(c);
+		return PUMP_SWITCH;
+	}
+	if (retry) {
+		c->stale_retried = 1;
+		STAT_ADD(w->stats.retries, 1);
+		return attempt(c, true);
+	}
+	return local_response(c, kind == F_TIMEOUT ? 504 : 502);
+}
+
+/* ------------------------------------------------------------------ */
+/* Request direction                                                   */
+
+static int pump_request(tg_cconn_t *c)
+{
+	if (c->req_sent)
+		return PUMP_BLOCKED;
+	tg_uconn_t *u = c->up;
+	int progress = PUMP_BLOCKED;
+	for (;;) {
+		if (c->uiov_i < c->uiov_n) {
+			if (!u->wr)
+				return progress;
+			ssize_t n =
+			    writev(u->io.fd, &c->uiov[c->uiov_i], iov_count(c->uiov_i, c->uiov_n));
+			if (n < 0) {
+				if (errno == EAGAIN) {
+					u->wr = 0;
+					return progress;
+				}
+				if (errno == EINTR)
+					continue;
+				return upstream_failed(c, F_WRITE);
+			}
+			c->attempt_bytes += (uint64_t)n;
+			u->sent += (uint64_t)n;
+			c->last_uwrite = now_ms(c);
+			progress = PUMP_PROGRESS;
+			iov_advance(c->uiov, &c->uiov_i, c->uiov_n, (size_t)n);
+			if (c->uiov_i < c->uiov_n) {
+				u->wr = 0;
+				return progress;
+			}
+			continue;
+		}
+		tg_buf_t *b = c->in;
+		if (b->pos < c->scan) {
+			c->uiov[0].iov_base = b->pos;
+			c->uiov[0].iov_len = (size_t)(c->scan - b->pos);
+			c->uiov_i = 0;
+			c->uiov_n = 1;
+			b->pos = c->scan;
+			continue;
+		}
+		c->uiov_i = c->uiov_n = 0;
+		if (c->body_done) {
+			c->req_sent = 1;
+			c->last_uread = now_ms(c);
+			return PUMP_PROGRESS;
+		}
+		/* Everything buffered went upstream; more body from the client. */
+		if (!c->rd)
+			return progress;
+		if (tg_buf_space(b) < BODY_ROOM_MIN) {
+			b->pos = b->last = c->scan = c->base;
+			c->replayable = 0;
+		}
+		size_t space = tg_buf_space(b);
+		ssize_t n = read(c->io.fd, b->last, space);
+		if (n > 0) {
+			b->last += n;
+			if ((size_t)n < space && !c->rdhup)
+				c->rd = 0;
+			c->last_cread = now_ms(c);
+			progress = PUMP_PROGRESS;
+			if (frame_body(c) < 0) {
+				c->keep = 0;
+				if (c->resp_started) {
+					tg_client_close(c);
+					return PUMP_SWITCH;
+				}
+				return local_response(c, 400);
+			}
+			if (c->route->opts.proxy_body_size && c->req.body == TG_BODY_CHUNKED &&
+			    c->chunk.body_bytes > c->route->opts.proxy_body_size) {
+				c->keep = 0;
+				if (c->resp_started) {
+					tg_client_close(c);
+					return PUMP_SWITCH;
+				}
+				return local_response(c, 413);
+			}
+			continue;
+		}
+		if (n < 0 && errno == EAGAIN) {
+			c->rd = 0;
+			return progress;
+		}
+		if (n < 0 && errno == EINTR)
+			continue;
+		/* The client went away in the middle of its body. */
+		tg_client_close(c);
+		return PUMP_SWITCH;
+	}
+}
+
+/* ------------------------------------------------------------------ */
+/* Response direction                                                  */
+
+static int frame_resp(tg_cconn_t *c)
+{
+	tg_buf_t *b = c->up->buf;
+	size_t avail = (size_t)(b->last - c->rscan);
+	if (c->rbody_done || !avail)
+		return 0;
+	switch (c->resp.body) {
+	case TG_BODY_LENGTH: {
+		size_t n = avail < c->rcl_left ? avail : (size_t)c->rcl_left;
+		c->rscan += n;
+		c->rcl_left -= n;
+		c->rbody_done = c->rcl_left == 0;
+		return 0;
+	}
+	case TG_BODY_CHUNKED: {
+		bool done = false;
+		ssize_t n = tg_http_chunked_scan(&c->rchunk, c->rscan, avail, &done);
+		if (n < 0)
+			return -1;
+		c->rscan += n;
+		c->rbody_done = done;
+		return 0;
+	}
+	case TG_BODY_UNTIL_CLOSE:
+		c->rscan = b->last;
+		return 0;
+	default:
+		c->rbody_done = 1;
+		return 0;
+	}
+}
+
+static int start_tunnel(tg_cconn_t *c);
+
+static int response_head(tg_cconn_t *c, size_t r)
+{
+	tg_worker_t *w = c->w;
+	tg_buf_t *b = c->up->buf;
+	int st = c->resp.status;
+	c->up_status = st;
+	if (st < 200 && st != 101) {
+		/* Interim response: HTTP/1.1 clients get it as it came. */
+		if (c->req.version_minor == 1)
+			ciov_push(c, b->pos, r);
+		b->pos += r;
+		return PUMP_PROGRESS;
+	}
+	if (st == 101 && !c->req.upgrade)
+		return upstream_failed(c, F_PROTO);
+	c->upgrade = st == 101;
+	c->resp_started = 1;
+	c->status = st;
+	const tg_settings_t *s = c->set;
+	bool keep = c->keep && !c->upgrade && c->body_done && !w->draining &&
+		    c->resp.body != TG_BODY_UNTIL_CLOSE &&
+		    !(c->req.version_minor == 0 && c->resp.body == TG_BODY_CHUNKED) &&
+		    s->keep_alive_ms > 0 && c->nreq < s->keep_alive_requests &&
+		    (s->keep_alive_time_ms == 0 || now_ms(c) - c->born_ms < s->keep_alive_time_ms);
+	c->keep = keep;
+	char date[29];
+	tg_http_date(date);
+	tg_resp_info_t ri = {keep, c->req.version_minor == 0, c->upgrade, date};
+	if (c->ciov_i == c->ciov_n) {
+		c->ciov_i = c->ciov_n = 0;
+		c->last_cwrite = now_ms(c);
+	}
+	int n = tg_proxy_response_head(&c->resp, b->pos, r, &ri, &c->ciov[c->ciov_n],
+				       TG_PROXY_IOV - c->ciov_n - 1, c->cadd, sizeof(c->cadd));
+	if (n < 0) {
+		c->resp_started = 0;
+		return upstream_failed(c, F_PROTO);
+	}
+	c->resp_head_bytes = tg_iov_len(&c->ciov[c->ciov_n], n);
+	c->ciov_n += n;
+	b->pos += r;
+	c->rscan = b->pos;
+	c->up_reusable =
+	    c->resp.keep_alive && c->resp.body != TG_BODY_UNTIL_CLOSE && !c->req.upgrade;
+	switch (c->resp.body) {
+	case TG_BODY_LENGTH:
+		c->rcl_left = c->resp.content_length;
+		c->rbody_done = c->rcl_left == 0;
+		break;
+	case TG_BODY_CHUNKED:
+		memset(&c->rchunk, 0, sizeof(c->rchunk));
+		c->rbody_done = 0;
+		break;
+	case TG_BODY_UNTIL_CLOSE:
+		c->rbody_done = 0;
+		break;
+	default:
+		c->rbody_done = 1;
+		break;
+	}
+	if (c->upgrade)
+		return start_tunnel(c);
+	c->resp_state = RS_BODY;
+	if (frame_resp(c) < 0) {
+		tg_client_close(c);
+		return PUMP_SWITCH;
+	}
+	return PUMP_PROGRESS;
+}
+
+static int pump_response(tg_cconn_t *c)
+{
+	tg_uconn_t *u = c->up;
+	tg_buf_t *b = u->buf;
+	int progress = PUMP_BLOCKED;
+	for (;;) {
+		if (c->resp_state == RS_BODY) {
+			if (c->rscan > b->pos && c->ciov_n < TG_PROXY_IOV) {
+				ciov_push(c, b->pos, (size_t)(c->rscan - b->pos));
+				b->pos = c->rscan;
+			}
+			if (c->rbody_done && b->pos == c->rscan) {
+				c->resp_state = RS_DONE;
+				c->t_up_end_ns = tg_clock_ns();
+				if (b->last > c->rscan)
+					c->up_reusable = 0; /* bytes after the response */
+			}
+		}
+		uint64_t before = c->sent_bytes;
+		int f = flush_client(c);
+		if (f < 0) {
+			tg_client_close(c);
+			return PUMP_SWITCH;
+		}
+		if (c->sent_bytes != before)
+			progress = PUMP_PROGRESS;
+		if (f == 0)
+			return progress;
+		if (c->resp_state == RS_DONE)
+			return progress;
+		if (c->resp_state == RS_BODY && b->pos == b->last)
+			b->pos = b->last = c->rscan = b->start; /* all written: reuse the buffer */
+		if (c->resp_state == RS_HEAD && b->last > b->pos) {
+			c->resp.headers = c->resph;
+			c->resp.max_headers = TG_PROXY_MAX_HEADERS;
+			tg_http_limits_t lim = {TG_PROXY_BUF_SIZE, 0};
+			int r = tg_http_parse_response_resume(b->pos, (size_t)(b->last - b->pos),
+							      &c->resp, c->req.method_id, &lim);
+			if (r == TG_ERROR)
+				return upstream_failed(c, F_PROTO);
+			if (r > 0) {
+				int h = response_head(c, (size_t)r);
+				if (h == PUMP_SWITCH)
+					return h;
+				progress = PUMP_PROGRESS;
+				continue;
+			}
+			if (tg_buf_space(b) == 0) {
+				if (b->pos == b->start)
+					return upstream_failed(c, F_PROTO); /* head too large */
+				tg_buf_compact(b);
+			}
+		}
+		if (!u->rd)
+			return progress;
+		size_t space = tg_buf_space(b);
+		if (!space)
+			return progress;
+		ssize_t n = read(u->io.fd, b->last, space);
+		if (n > 0) {
+			b->last += n;
+			c->up_bytes += (uint64_t)n;
+			c->last_uread = now_ms(c);
+			if ((size_t)n < space && !u->rdhup)
+				u->rd = 0;
+			progress = PUMP_PROGRESS;
+			if (c->resp_state == RS_BODY && frame_resp(c) < 0) {
+				tg_client_close(c);
+				return PUMP_SWITCH;
+			}
+			continue;
+		}
+		if (n < 0 && errno == EAGAIN) {
+			u->rd = 0;
+			return progress;
+		}
+		if (n < 0 && errno == EINTR)
+			continue;
+		if (n == 0 && c->resp_state == RS_BODY && c->resp.body == TG_BODY_UNTIL_CLOSE) {
+			c->rbody_done = 1;
+			c->up_reusable = 0;
+			continue;
+		}
+		if (c->resp_state == RS_BODY) {
+			/* Truncated body: the client cannot be told; end the connection. */
+			tg_client_close(c);
+			return PUMP_SWITCH;
+		}
+		if (c->up_bytes)
+			return upstream_failed(c, F_PROTO);
+		return upstream_failed(c, n < 0 && errno == ECONNRESET ? F_RESET : F_EOF);
+	}
+}
+
+/* ------------------------------------------------------------------ */
+/* CP_PROXY                                                            */
+
+static uint64_t proxy_deadline(const tg_cconn_t *c, int *which)
+{
+	const tg_route_opts_t *o = &c->route->opts;
+	uint64_t d = UINT64_MAX;
+	int wh = W_NONE;
+#define CAND(t, k)                                                                                 \
+	do {                                                                                       \
+		uint64_t t_ = (t);                                                                 \
+		if (t_ < d) {                                                                      \
+			d = t_;                                                                    \
+			wh = (k);                                                                  \
+		}                                                                                  \
+	} while (0)
+	if (c->up && c->up->state == UC_CONNECTING) {
+		CAND(c->connect_deadline, W_CONNECT);
+	} else {
+		if (!c->req_sent) {
+			if (c->uiov_i < c->uiov_n || c->in->pos < c->scan)
+				CAND(c->last_uwrite + o->proxy_send_timeout_ms, W_USEND);
+			else
+				CAND(c->last_cread + c->set->client_body_timeout_ms, W_CBODY);
+		}
+		if (c->ciov_i < c->ciov_n)
+			CAND(c->last_cwrite + o->proxy_send_timeout_ms, W_CWRITE);
+		else if (c->resp_state != RS_DONE && (c->req_sent || c->resp_state != RS_HEAD))
+			CAND(c->last_uread + o->proxy_read_timeout_ms, W_UREAD);
+	}
+#undef CAND
+	if (which)
+		*which = wh;
+	return d;
+}
+
+static int step_proxy(tg_cconn_t *c)
+{
+	for (;;) {
+		tg_uconn_t *u = c->up;
+		if (u->state == UC_CONNECTING) {
+			if (!u->wr)
+				break;
+			int err = 0;
+			socklen_t l = sizeof(err);
+			if (getsockopt(u->io.fd, SOL_SOCKET, SO_ERROR, &err, &l) < 0)
+				err = errno;
+			if (err) {
+				connect_failed(c, false);
+				return STEP_AGAIN;
+			}
+			u->state = UC_ACTIVE;
+		}
+		int r1 = pump_request(c);
+		if (r1 == PUMP_SWITCH)
+			return STEP_AGAIN;
+		int r2 = pump_response(c);
+		if (r2 == PUMP_SWITCH)
+			return STEP_AGAIN;
+		if (c->resp_state == RS_DONE && c->ciov_i == c->ciov_n) {
+			if (!c->req_sent) {
+				/* Answered before the request was complete: the rest of
+				 * the body will never be read, so both sides close. */
+				c->keep = 0;
+				c->up_reusable = 0;
+			}
+			return exchange_done(c);
+		}
+		if (r1 == PUMP_BLOCKED && r2 == PUMP_BLOCKED)
+			break;
+	}
+	set_deadline(c, proxy_deadline(c, NULL));
+	return STEP_BLOCKED;
+}
+
+static void proxy_timeout(tg_cconn_t *c)
+{
+	int which;
+	uint64_t d = proxy_deadline(c, &which);
+	if (d > now_ms(c)) {
+		set_deadline(c, d);
+		return;
+	}
+	switch (which) {
+	case W_CONNECT:
+		connect_failed(c, true);
+		break;
+	case W_USEND:
+	case W_UREAD:
+		upstream_failed(c, F_TIMEOUT);
+		break;
+	case W_CBODY:
+		if (c->resp_started) {
+			tg_client_close(c);
+			return;
+		}
+		c->keep = 0;
+		local_response(c, 408);
+		break;
+	default:
+		tg_client_close(c);
+		return;
+	}
+	if (!c->closing)
+		client_run(c);
+}
+
+/* ------------------------------------------------------------------ */
+/* CP_TUNNEL                                                           */
+
+static int start_tunnel(tg_cconn_t *c)
+{
+	tg_worker_t *w = c->w;
+	if (!c->req_sent) {
+		tg_client_close(c);
+		return PUMP_SWITCH;
+	}
+	/* Logged now: the head is about to be overwritten by tunnel bytes. */
+	c->t_up_end_ns = tg_clock_ns();
+	log_exchange(c);
+	tg_buf_t *in = c->in;
+	size_t left = (size_t)(in->last - c->scan);
+	memmove(in->start, c->scan, left);
+	in->pos = in->start;
+	in->last = in->start + left;
+	c->head_len = 0;
+	c->phase = CP_TUNNEL;
+	/* Idle limit of the tunnel: the larger of the route's read and send
+	 * timeouts (ingress-nginx's websocket behaviour). Read before the
+	 * snapshot reference goes: the route lives in it. */
+	uint32_t rt = c->route->opts.proxy_read_timeout_ms;
+	uint32_t st = c->route->opts.proxy_send_timeout_ms;
+	c->tunnel_idle_ms = rt > st ? rt : st;
+	c->route = NULL;
+	c->backend = NULL;
+	c->set = NULL;
+	snap_unuse(c);
+	c->last_cread = w->loop.now_ms;
+	return PUMP_SWITCH;
+}
+
+/* Moves bytes src -> buf -> dst. Returns 1 on progress, 0 when blocked, -1 on
+ * an error. Sets *eof when src ended and everything was written (dst then
+ * gets a FIN). */
+static int relay(int sfd, uint8_t *srd, uint8_t srdhup, tg_buf_t *b, int dfd, uint8_t *dwr,
+		 uint8_t *eof)
+{
+	int progress = 0;
+	for (;;) {
+		if (b->pos < b->last) {
+			if (!*dwr)
+				return progress;
+			ssize_t n = send(dfd, b->pos, (size_t)(b->last - b->pos), MSG_NOSIGNAL);
+			if (n < 0) {
+				if (errno == EAGAIN) {
+					*dwr = 0;
+					return progress;
+				}
+				if (errno == EINTR)
+					continue;
+				return -1;
+			}
+			b->pos += n;
+			progress = 1;
+			if (b->pos < b->last) {
+				*dwr = 0;
+				return progress;
+			}
+		}
+		b->pos = b->last = b->start;
+		if (*eof || !*srd)
+			return progress;
+		size_t space = tg_buf_space(b);
+		ssize_t n = recv(sfd, b->last, space, 0);
+		if (n > 0) {
+			b->last += n;
+			if ((size_t)n < space && !srdhup)
+				*srd = 0;
+			progress = 1;
+			continue;
+		}
+		if (n < 0 && errno == EAGAIN) {
+			*srd = 0;
+			return progress;
+		}
+		if (n < 0 && errno == EINTR)
+			continue;
+		if (n < 0)
+			return -1;
+		*eof = 1;
+		shutdown(dfd, SHUT_WR);
+		return 1;
+	}
+}
+
+static int step_tunnel(tg_cconn_t *c)
+{
+	tg_uconn_t *u = c->up;
+	for (;;) {
+		int f = flush_client(c); /* the 101 head first */
+		if (f < 0) {
+			tg_client_close(c);
+			return STEP_BLOCKED;
+		}
+		int p1 = 0;
+		if (f > 0) {
+			p1 = relay(u->io.fd, &u->rd, u->rdhup, u->buf, c->io.fd, &c->wr, &c->u_eof);
+			if (p1 < 0) {
+				tg_client_close(c);
+				return STEP_BLOCKED;
+			}
+		}
+		int p2 = relay(c->io.fd, &c->rd, c->rdhup, c->in, u->io.fd, &u->wr, &c->c_eof);
+		if (p2 < 0) {
+			tg_client_close(c);
+			return STEP_BLOCKED;
+		}
+		if (c->u_eof && c->c_eof) {
+			tg_client_close(c);
+			return STEP_BLOCKED;
+		}
+		if (!p1 && !p2)
+			break;
+		c->last_cread = now_ms(c);
+	}
+	set_deadline(c, c->last_cread + c->tunnel_idle_ms);
+	return STEP_BLOCKED;
+}
+
+/* ------------------------------------------------------------------ */
+/* Dispatch                                                            */
+
+static void client_run(tg_cconn_t *c)
+{
+	while (!c->closing) {
+		int r;
+		switch (c->phase) {
+		case CP_IDLE:
+		case CP_HEAD:
+			r = step_head(c);
+			break;
+		case CP_PROXY:
+			r = step_proxy(c);
+			break;
+		case CP_LOCAL:
+			r = step_local(c);
+			break;
+		case CP_TUNNEL:
+			r = step_tunnel(c);
+			break;
+		default:
+			r = step_linger(c);
+			break;
+		}
+		if (r == STEP_BLOCKED)
+			break;
+	}
+}
+
+void tg_client_upstream_ready(tg_cconn_t *c)
+{
+	client_run(c);
+}
+
+static void client_event(tg_io_t *io, uint32_t ev)
+{
+	tg_cconn_t *c = container_of(io, tg_cconn_t, io);
+	if (ev & (EPOLLIN | EPOLLRDHUP | EPOLLHUP | EPOLLERR))
+		c->rd = 1;
+	if (ev & (EPOLLRDHUP | EPOLLHUP))
+		c->rdhup = 1;
+	if (ev & (EPOLLOUT | EPOLLHUP | EPOLLERR))
+		c->wr = 1;
+	client_run(c);
+}
+
+static void client_timer(tg_timer_t *t)
+{
+	tg_cconn_t *c = container_of(t, tg_cconn_t, timer);
+	switch (c->phase) {
+	case CP_HEAD:
+		/* client-header-timeout covers the whole head (slowloris). */
+		c->active = 1;
+		c->t_start_ns = tg_clock_ns();
+		c->head_len = 0;
+		c->keep = 0;
+		c->body_done = 0;
+		c->sent_bytes = c->resp_head_bytes = c->up_bytes = 0;
+		c->up_addr = NULL;
+		c->up_status = 0;
+		c->t_up_start_ns = 0;
+		c->reqid_client = (tg_str_t){NULL, 0};
+		c->ciov_i = c->ciov_n = 0;
+		local_response(c, 408);
+		client_run(c);
+		return;
+	case CP_PROXY:
+		proxy_timeout(c);
+		return;
+	case CP_TUNNEL:
+		if (c->last_cread + c->tunnel_idle_ms > now_ms(c)) {
+			set_deadline(c, c->last_cread + c->tunnel_idle_ms);
+			return;
+		}
+		tg_client_close(c);
+		return;
+	default: /* idle keep-alive, local response or linger: give up */
+		tg_client_close(c);
+		return;
+	}
+}
+
+void tg_client_drain(tg_cconn_t *c)
+{
+	if (c->phase == CP_IDLE && (!c->in || c->in->last == c->in->start))
+		tg_client_close(c);
+}
+
+void tg_client_accept(tg_io_t *io, uint32_t events)
+{
+	tg_worker_t *w = container_of(io, tg_worker_t, lio);
+	const tg_settings_t *s = wsettings(w);
+	(void)events;
+	for (int k = 0; k < 64 && io->fd >= 0; k++) {
+		struct sockaddr_storage ss;
+		socklen_t sl = sizeof(ss);
+		int fd = accept4(io->fd, (struct sockaddr *)&ss, &sl, SOCK_NONBLOCK | SOCK_CLOEXEC);
+		if (fd < 0) {
+			if (errno == EINTR || errno == ECONNABORTED)
+				continue;
+			if (errno == EMFILE || errno == ENFILE) {
+				static _Thread_local uint64_t last_warn;
+				if (w->loop.now_ms - last_warn > 10000) {
+					last_warn = w->loop.now_ms;
+					tg_warn("proxy", "accept: %s (raise the fd limit)",
+						strerror(errno));
+				}
+			}
+			return;
+		}
+		if (s->max_worker_connections && w->nclients >= s->max_worker_connections) {
+			close(fd);
+			continue;
+		}
+		tg_cconn_t *c = tg_pool_get(&w->cpool);
+		if (!c) {
+			close(fd);
+			continue;
+		}
+		/* Zero only the connection-level part; exchange fields are set per
+		 * request and the header arrays are written by the parser. */
+		memset(c, 0, offsetof(tg_cconn_t, uiov));
+		c->io.fd = fd;
+		c->io.fn = client_event;
+		c->w = w;
+		c->born_ms = w->loop.now_ms;
+		tg_timer_init(&c->timer, client_timer);
+		int one = 1;
+		setsockopt(fd, IPPROTO_TCP, TCP_NODELAY, &one, sizeof(one));
+		if (s->tcp_keepalive_ms) {
+			int idle = (int)(s->tcp_keepalive_ms / 1000);
+			if (idle < 1)
+				idle = 1;
+			setsockopt(fd, SOL_SOCKET, SO_KEEPALIVE, &one, sizeof(one));
+			setsockopt(fd, IPPROTO_TCP, TCP_KEEPIDLE, &idle, sizeof(idle));
+		}
+		const void *a = ss.ss_family == AF_INET6
+				    ? (const void *)&((struct sockaddr_in6 *)&ss)->sin6_addr
+				    : (const void *)&((struct sockaddr_in *)&ss)->sin_addr;
+		if (!inet_ntop(ss.ss_family, a, c->ip, sizeof(c->ip)))
+			c->ip[0] = '\0';
+		/* v4-mapped v6 ([::ffff:1.2.3.4]) is logged as plain IPv4. */
+		if (strncmp(c->ip, "::ffff:", 7) == 0 && strchr(c->ip, '.'))
+			memmove(c->ip, c->ip + 7, strlen(c->ip + 7) + 1);
+		c->iplen = (uint8_t)strlen(c->ip);
+		if (tg_timer_set(&w->loop.timers, &c->timer,
+				 w->loop.now_ms + s->client_header_timeout_ms) < 0 ||
+		    tg_loop_add(&w->loop, &c->io, EPOLLIN | EPOLLOUT | EPOLLRDHUP | EPOLLET) < 0) {
+			tg_timer_cancel(&w->loop.timers, &c->timer);
+			close(fd);
+			tg_pool_put(&w->cpool, c);
+			continue;
+		}
+		c->next = w->clients;
+		if (w->clients)
+			w->clients->prev = c;
+		w->clients = c;
+		w->nclients++;
+		STAT_ADD(w->stats.client_conns, 1);
+		STAT_ADD(w->stats.accepted, 1);
+		c->phase = CP_IDLE;
+		/* The request is often already there: read it without waiting for
+		 * the edge (one EAGAIN read when it is not). */
+		c->rd = 1;
+		c->wr = 1;
+		client_run(c);
+	}
+}

@@ -1,0 +1,245 @@
+/*
+ * worker.h - proxy internals shared by worker.c, client.c, upstream.c:
+ * the per-worker state and the client/upstream connection structs.
+ * Everything here belongs to one worker thread, except the counters in
+ * tg_wstats_t, which the admin thread reads with relaxed atomic loads.
+ */
+#ifndef TG_PROXY_WORKER_H
+#define TG_PROXY_WORKER_H
+
+#include "core/buf.h"
+#include "core/loop.h"
+#include "core/pool.h"
+#include "core/rand.h"
+#include "core/ring.h"
+#include "http/http.h"
+#include "ingress/snapshot.h"
+#include "proxy/metrics.h"
+
+#include <pthread.h>
+#include <stdatomic.h>
+#include <sys/uio.h>
+
+#define TG_PROXY_BUF_SIZE    16384 /* I/O buffer (client request, upstream response) */
+#define TG_PROXY_MAX_HEADERS 100   /* header fields per message we can hold */
+#define TG_PROXY_IOV	     (TG_PROXY_MAX_HEADERS + 24)
+#define TG_PROXY_UPOOL_HASH  256 /* buckets of the upstream pool table */
+
+#define container_of(p, type, member) ((type *)((char *)(p)-offsetof(type, member)))
+
+/* Relaxed single-writer counters: the owning worker writes, the admin thread
+ * reads; on x86 these are plain moves. */
+#define STAT_ADD(x, v) __atomic_store_n(&(x), (x) + (v), __ATOMIC_RELAXED)
+#define STAT_SUB(x, v) __atomic_store_n(&(x), (x) - (v), __ATOMIC_RELAXED)
+#define STAT_GET(x)    __atomic_load_n(&(x), __ATOMIC_RELAXED)
+
+typedef struct tg_worker tg_worker_t;
+typedef struct tg_cconn tg_cconn_t;
+typedef struct tg_uconn tg_uconn_t;
+typedef struct tg_proxy tg_proxy_t;
+
+/* A snapshot this worker holds: the current one and older ones that requests
+ * in flight still use. `users` counts those requests (+1 while current); the
+ * shared reference is released when it drops to 0. */
+typedef struct tg_snapref {
+	tg_snapshot_t *snap;	 /* one shared reference */
+	uint32_t users;		 /* worker-local users */
+	struct tg_snapref *next; /* worker's list */
+} tg_snapref_t;
+
+/* Idle keep-alive connections to one endpoint address. Keyed by address, not
+ * by backend, so pooled connections survive configuration changes. */
+typedef struct tg_upool {
+	struct sockaddr_storage addr; /* endpoint address (key) */
+	socklen_t addrlen;	      /* bytes of addr */
+	uint32_t hash;		      /* hash of the key */
+	struct tg_upool *next;	      /* hash chain */
+	tg_uconn_t *idle;	      /* idle connections, most recent first */
+	uint32_t nconns;	      /* connections (idle or active) that point here */
+} tg_upool_t;
+
+/* Upstream connection states. */
+enum { UC_CONNECTING, UC_ACTIVE, UC_IDLE };
+
+struct tg_uconn {
+	tg_io_t io;		   /* fd + handler; first so a dangling event is safe */
+	tg_worker_t *w;		   /* owning worker */
+	tg_upool_t *pool;	   /* endpoint key this connection belongs to */
+	tg_cconn_t *owner;	   /* client exchange using it (NULL when idle) */
+	tg_buf_t *buf;		   /* response buffer while active */
+	tg_timer_t timer;	   /* idle expiry */
+	tg_uconn_t *pnext, *pprev; /* in pool->idle */
+	tg_uconn_t *lnext, *lprev; /* in the worker's idle LRU (lprev = older) */
+	tg_uconn_t *gnext;	   /* graveyard link after close */
+	uint32_t requests;	   /* requests sent on this connection */
+	uint64_t sent;		   /* bytes written on this connection */
+	uint8_t state;		   /* UC_* */
+	uint8_t rd;		   /* readable as far as we know (edge seen, no EAGAIN) */
+	uint8_t wr;		   /* writable as far as we know */
+	uint8_t rdhup;		   /* peer's FIN is queued (EPOLLRDHUP) */
+	uint8_t reused;		   /* taken from the pool for the current request */
+};
+
+/* Client connection phases. */
+enum {
+	CP_IDLE,   /* keep-alive: waiting for the first byte of a request */
+	CP_HEAD,   /* reading a request head */
+	CP_PROXY,  /* exchanging with an upstream */
+	CP_LOCAL,  /* writing a response tidegate made (error, redirect) */
+	CP_TUNNEL, /* after 101: bytes both ways */
+	CP_LINGER, /* final response sent, discarding input before close */
+};
+
+/* Response progress within CP_PROXY. */
+enum { RS_HEAD, RS_BODY, RS_DONE };
+
+struct tg_cconn {
+	tg_io_t io;		 /* fd + handler */
+	tg_worker_t *w;		 /* owning worker */
+	tg_timer_t timer;	 /* the one deadline of this connection (phase-dependent) */
+	tg_cconn_t *next, *prev; /* worker's list of client connections */
+	tg_cconn_t *gnext;	 /* graveyard link after close */
+	tg_buf_t *in;		 /* request bytes (NULL while idle with nothing buffered) */
+	uint8_t phase;		 /* CP_* */
+	uint8_t rd, wr, rdhup;	 /* readiness, as for tg_uconn */
+	uint8_t keep;		 /* keep the connection after this exchange */
+	uint8_t closing;	 /* closed or being closed */
+	uint8_t iplen;		 /* bytes of ip */
+	char ip[46];		 /* client address text (X-Real-IP, logs) */
+	uint64_t born_ms;	 /* accept time (keep-alive-time) */
+	uint64_t head_start_ms;	 /* first byte of the current head (header timeout) */
+	uint32_t nreq;		 /* requests started on this connection */
+
+	/* --- the current exchange --- */
+	tg_snapref_t *sref;	     /* snapshot the request routes on (a user of it) */
+	const tg_route_t *route;     /* matched route (NULL: none yet / 404) */
+	const tg_backend_t *backend; /* route's backend */
+	const tg_settings_t *set;    /* settings used for this request */
+	uint32_t ep_idx;	     /* endpoint index in backend */
+	uint8_t tries;		     /* connect attempts made */
+	uint8_t stale_retried;	     /* the one retry after a dead pooled connection is used */
+	uint8_t replayable;	     /* every request byte sent so far is still in `in` */
+	uint8_t body_done;	     /* the whole request body has been framed */
+	uint8_t req_sent;	     /* the whole request has been written upstream */
+	uint8_t resp_state;	     /* RS_* */
+	uint8_t resp_started;	     /* something of a response went to the client */
+	uint8_t up_reusable;	     /* the upstream connection can go back to the pool */
+	uint8_t upgrade;	     /* 101 received: tunnel */
+	uint8_t c_eof, u_eof;	     /* tunnel: direction finished */
+	uint8_t active;		     /* a request is in progress and not logged yet */
+	uint8_t rbody_done;	     /* the whole response body has been framed */
+	uint32_t tunnel_idle_ms;     /* tunnel: close after this long without traffic */
+	tg_http_request_t req;	     /* parsed head (slices into in) */
+	size_t head_len;	     /* bytes of the head at in->start */
+	char *base;		     /* in->start + head_len: where body bytes start */
+	char *scan;		     /* end of the body bytes framed so far */
+	uint64_t cl_left;	     /* Content-Length body bytes not framed yet */
+	tg_http_chunked_t chunk;     /* chunked request body scanner */
+	uint64_t body_raw;	     /* request body bytes received (as sent, framing included) */
+	tg_uconn_t *up;		     /* upstream connection in use */
+	uint64_t attempt_bytes;	     /* bytes written upstream in the current attempt */
+	uint64_t attempt_base;	     /* up->sent when the current attempt started */
+	uint64_t connect_deadline;   /* ms */
+	uint64_t last_cread, last_cwrite, last_uread, last_uwrite; /* progress times (ms) */
+	struct iovec uiov[TG_PROXY_IOV];			   /* pending upstream writes */
+	int uiov_i, uiov_n;					   /* next, end */
+	struct iovec ciov[TG_PROXY_IOV];			   /* pending client writes */
+	int ciov_i, ciov_n;					   /* next, end */
+	tg_http_response_t resp;  /* parsed response head (slices into up->buf) */
+	char *rscan;		  /* end of response bytes framed so far */
+	uint64_t rcl_left;	  /* Content-Length response bytes not framed yet */
+	tg_http_chunked_t rchunk; /* chunked response scanner */
+	uint64_t resp_head_bytes; /* response head bytes sent to the client */
+	uint64_t sent_bytes;	  /* bytes written to the client this exchange */
+	uint64_t up_bytes;	  /* response bytes received from upstream */
+	int status;		  /* status sent to the client */
+	int up_status;		  /* status received from upstream (0: none) */
+	const char *up_addr;	  /* endpoint text of the last attempt (snapshot) */
+	uint64_t t_start_ns;	  /* request head complete */
+	uint64_t t_up_start_ns;	  /* last attempt started */
+	uint64_t t_up_end_ns;	  /* response complete from upstream */
+	char reqid[32];		  /* generated X-Request-ID */
+	tg_str_t reqid_client;	  /* the client's X-Request-ID (len 0: none) */
+	char uadd[640];		  /* scratch for the upstream head additions */
+	char cadd[512];		  /* scratch for response head additions / local responses */
+	tg_http_header_t reqh[TG_PROXY_MAX_HEADERS];  /* request fields */
+	tg_http_header_t resph[TG_PROXY_MAX_HEADERS]; /* response fields */
+};
+
+struct tg_worker {
+	int id;					 /* 0..n-1 */
+	tg_proxy_t *proxy;			 /* owner */
+	pthread_t thread;			 /* this worker's thread */
+	tg_loop_t loop;				 /* epoll + timers */
+	tg_io_t lio;				 /* listener (fd -1 once closed) */
+	tg_io_t wio;				 /* eventfd: commands from other threads */
+	tg_pool_t cpool;			 /* free tg_cconn_t */
+	tg_pool_t upool_objs;			 /* free tg_uconn_t */
+	tg_bufpool_t bufs;			 /* free I/O buffers */
+	tg_snapref_t *cur;			 /* current snapshot (NULL before the first) */
+	tg_snapref_t *snaps;			 /* every snapshot held, cur included */
+	uint64_t gen;				 /* generation of cur */
+	uint32_t *rr;				 /* round-robin cursor per backend id of cur */
+	uint32_t nrr;				 /* entries in rr */
+	uint32_t rr_spare;			 /* cursor for backends of older snapshots */
+	tg_settings_t defaults;			 /* settings before the first snapshot */
+	tg_cconn_t *clients;			 /* every open client connection */
+	uint32_t nclients;			 /* entries in clients */
+	tg_upool_t *upools[TG_PROXY_UPOOL_HASH]; /* endpoint -> idle connections */
+	tg_uconn_t *lru_new, *lru_old;		 /* idle LRU ends */
+	uint32_t nidle;				 /* idle upstream connections */
+	uint32_t nupstream;			 /* upstream connections open */
+	tg_cconn_t *cgrave;			 /* closed client conns to free after the batch */
+	tg_uconn_t *ugrave;			 /* closed upstream conns to free after the batch */
+	_Atomic int cmd;			 /* CMD_* bits posted by other threads */
+	bool draining;				 /* no new connections; close after responses */
+	bool stop;				 /* leave the loop */
+	uint64_t drain_deadline;		 /* ms: force-close at worker-shutdown-timeout */
+	uint64_t last_gc;			 /* ms of the last upstream pool sweep */
+	uint16_t port;				 /* listener port (X-Forwarded-Port) */
+	char port_text[8];			 /* its text */
+	uint8_t port_len;			 /* bytes of port_text */
+	tg_rand_t rng;				 /* request IDs */
+	tg_ring_t *logring;  /* access log ring (drained by the logger thread) */
+	int64_t tl_sec;	     /* second cached in time_local */
+	char time_local[32]; /* "[26/Nov/2026:09:30:00 +0000]" */
+	tg_wstats_t stats;   /* counters (read by the admin thread) */
+	_Atomic bool exited; /* the thread has left its loop */
+};
+
+#define CMD_DRAIN 1
+#define CMD_ABORT 2
+
+/* client.c */
+/* Accepts every pending connection on the worker's listener. */
+void tg_client_accept(tg_io_t *io, uint32_t events);
+/* Called by upstream.c when an event arrives for an upstream conn owned by c. */
+void tg_client_upstream_ready(tg_cconn_t *c);
+/* Closes c at once (drain timeout, worker exit). */
+void tg_client_close(tg_cconn_t *c);
+/* Drain started: closes c if idle, else marks it to close after its response. */
+void tg_client_drain(tg_cconn_t *c);
+
+/* worker.c */
+/* Drops one use of a snapshot reference taken from w->cur. */
+void tg_worker_snap_unuse(tg_worker_t *w, tg_snapref_t *r);
+
+/* upstream.c */
+/* Takes an idle connection to addr from the pool, or NULL. */
+tg_uconn_t *tg_upstream_take(tg_worker_t *w, const struct sockaddr_storage *addr, socklen_t len);
+/* Opens a connection to ep. On success *out is set (state UC_CONNECTING or
+ * UC_ACTIVE when the connect completed at once); returns 0 or -errno. */
+int tg_upstream_connect(tg_worker_t *w, const tg_endpoint_t *ep, tg_uconn_t **out);
+/* Gives u back: pooled when reusable and the limits allow, else closed. */
+void tg_upstream_release(tg_worker_t *w, tg_uconn_t *u, bool reusable, const tg_settings_t *s);
+/* Closes u (any state). */
+void tg_upstream_close(tg_worker_t *w, tg_uconn_t *u);
+/* Bytes of ours the peer has acknowledged (TCP_INFO), UINT64_MAX when unknown.
+ * A request none of whose bytes were acknowledged never reached the backend
+ * application, so it can be sent again whatever its method. */
+uint64_t tg_upstream_acked(const tg_uconn_t *u);
+/* Closes every idle connection; frees pool entries with no connection when
+ * all is true or when they are empty. */
+void tg_upstream_sweep(tg_worker_t *w, bool all);
+
+#endif
