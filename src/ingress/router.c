@@ -28,10 +28,13 @@ typedef struct path_slot {
 
 /* Summary of one host's (or the any-host) paths, to skip useless probes. */
 typedef struct path_table {
-	uint32_t n_exact;	/* Exact entries */
-	uint32_t n_prefix;	/* Prefix entries other than the root */
-	uint32_t max_prefix;	/* longest Prefix key, in bytes */
-	const tg_route_t *root; /* Prefix "/" (matches every path), or NULL */
+	uint32_t n_exact;	    /* Exact entries */
+	uint32_t n_prefix;	    /* Prefix entries other than the root */
+	uint32_t max_prefix;	    /* longest Prefix key, in bytes */
+	bool claimed;		    /* a host's first Ingress has set fallback */
+	const tg_route_t *root;	    /* Prefix "/" (matches every path), or NULL */
+	const tg_route_t *fallback; /* host tables: the route when no path matches (the
+				     * claiming Ingress's defaultBackend); NULL: 404 */
 } path_table_t;
 
 struct tg_router {
@@ -298,6 +301,20 @@ int tg_router_add_path(tg_router_builder_t *b, uint32_t t, tg_path_type_t type, 
 	return 1;
 }
 
+bool tg_router_claim(tg_router_builder_t *b, uint32_t table)
+{
+	path_table_t *pt = &b->tables[table];
+	if (pt->claimed)
+		return false;
+	pt->claimed = true;
+	return true;
+}
+
+void tg_router_set_fallback(tg_router_builder_t *b, uint32_t table, const tg_route_t *route)
+{
+	b->tables[table].fallback = route;
+}
+
 void tg_router_set_default(tg_router_builder_t *b, const tg_route_t *route)
 {
 	if (!b->r->default_route)
@@ -390,6 +407,14 @@ static const tg_route_t *match_table(const tg_router_t *r, uint32_t t, const cha
 	return pt->root;
 }
 
+/* A host rule's table: its paths, else the host's fallback (NULL: 404). */
+static inline const tg_route_t *match_host(const tg_router_t *r, uint32_t t, const char *p,
+					   size_t len)
+{
+	const tg_route_t *m = match_table(r, t, p, len);
+	return m ? m : r->tables[t].fallback;
+}
+
 const tg_route_t *tg_snapshot_route(const tg_snapshot_t *s, tg_str_t host, tg_str_t path)
 {
 	if (TG_UNLIKELY(!s || !s->router))
@@ -405,19 +430,21 @@ const tg_route_t *tg_snapshot_route(const tg_snapshot_t *s, tg_str_t host, tg_st
 		const char *end = memchr(h, ']', hlen);
 		if (end)
 			hlen = (size_t)(end - h) + 1;
-	} else {
+	} else if (hlen) { /* memchr(NULL, ..., 0) is undefined: no Host field */
 		const char *colon = memchr(h, ':', hlen);
 		if (colon)
 			hlen = (size_t)(colon - h);
 	}
 	if (hlen && h[hlen - 1] == '.')
 		hlen--;
-	const tg_route_t *m;
+	/* The host picks one path table (precise, else the covering wildcard,
+	 * else the rules without host); a host rule's table never falls through
+	 * to another: its unmatched paths get the host's fallback (router.h). */
 	if (hlen && r->hosts_mask && r->stats.hosts) {
 		uint32_t t =
 		    find_host(r->hosts, r->hosts_mask, tg_hash_lower(h, hlen, r->seed), h, hlen);
-		if (t != NO_TABLE && (m = match_table(r, t, p, plen)))
-			return m;
+		if (t != NO_TABLE)
+			return match_host(r, t, p, plen);
 	}
 	if (hlen && r->stats.wildcards) {
 		/* "*.example.com" covers exactly one label before "example.com". */
@@ -427,10 +454,11 @@ const tg_route_t *tg_snapshot_route(const tg_snapshot_t *s, tg_str_t host, tg_st
 			size_t slen = hlen - (size_t)(suf - h);
 			uint32_t t = find_host(r->wild, r->wild_mask,
 					       tg_hash_lower(suf, slen, r->seed), suf, slen);
-			if (t != NO_TABLE && (m = match_table(r, t, p, plen)))
-				return m;
+			if (t != NO_TABLE)
+				return match_host(r, t, p, plen);
 		}
 	}
+	const tg_route_t *m;
 	if (r->any_table != NO_TABLE && (m = match_table(r, r->any_table, p, plen)))
 		return m;
 	return r->default_route;

@@ -13,10 +13,14 @@
  *     root route);
  *   - the path table of the rules without host, and the default route.
  *
- * Lookup: host without port and trailing dot -> precise table, then the
- * wildcard table of the host minus its first label, then the rules without
- * host, then the default route; the first path table that matches the path
- * decides. Inside a path table: an Exact match on the whole path, else the
+ * Lookup: the host (without port and trailing dot) selects ONE path table:
+ * the precise host's, else the wildcard covering the host minus its first
+ * label, else the table of the rules without host. A host rule's table never
+ * falls through to another one: when none of its paths matches, the answer is
+ * that host's fallback route (set by the first Ingress that declared the
+ * host: its defaultBackend, or none -> 404), as in an nginx server block.
+ * Only the rules-without-host table falls back to the default route.
+ * Inside a path table: an Exact match on the whole path, else the
  * longest Prefix whose segments equal the path's leading segments (one hash
  * probe per '/' of the path, starting at the table's longest prefix).
  * Cost: one host hash plus O(path segments) probes, whatever the number of
@@ -55,6 +59,15 @@ int tg_router_add_path(tg_router_builder_t *b, uint32_t table, tg_path_type_t ty
 /* Pre-sizes the builder for about n hosts and m paths (an optimisation only).
  * Returns 0 or -ENOMEM. */
 int tg_router_reserve(tg_router_builder_t *b, size_t n, size_t m);
+
+/* Marks host table `table` as claimed by the Ingress being added; true only
+ * for the first call per table (that Ingress then sets the fallback). */
+bool tg_router_claim(tg_router_builder_t *b, uint32_t table);
+
+/* Sets the route for requests to table's host that match none of its paths
+ * (NULL, the initial value: 404). Meaningless on the rules-without-host
+ * table, which falls back to the default route. */
+void tg_router_set_fallback(tg_router_builder_t *b, uint32_t table, const tg_route_t *route);
 
 /* Sets the route used when nothing else matches; the first call wins. */
 void tg_router_set_default(tg_router_builder_t *b, const tg_route_t *route);

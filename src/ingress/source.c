@@ -9,9 +9,24 @@
  * last good objects stay in force. Invalid objects are rejected one by one
  * (their last good version stays in the store).
  *
- * inotify events only mark paths dirty; the reload runs once no event came for
- * DEBOUNCE_MS (bounded by DEBOUNCE_MAX_MS after the first one), so an editor's
- * write-rename-chmod burst or `kubectl`-style atomic rename costs one reload.
+ * inotify events only mark paths dirty; the reload waits for a quiet period
+ * so that an editor's write-rename-chmod burst costs one reload. How long
+ * depends on what the events say (watch_thread):
+ *   - quick (QUICK_MS after the last event, at most DEBOUNCE_MS after the
+ *     first): the first change after a quiet source (no reload for
+ *     DEBOUNCE_MS) whose dirty paths are all complete files (closed after
+ *     writing, or renamed into place), the common "one kubectl apply / one
+ *     save" case, so that it goes live in a few milliseconds;
+ *   - normal (DEBOUNCE_MS after the last event, at most DEBOUNCE_MAX_MS after
+ *     the first): everything else: a file deleted or renamed away (often the
+ *     first half of a replace, as vim's backup-rename-write does; acting
+ *     quickly would withdraw its objects for a moment), a directory, a queue
+ *     overflow, a ConfigMap-volume swap, and any event that arrives within
+ *     DEBOUNCE_MS of the last reload (a burst: it coalesces);
+ *   - until closed (at most DEBOUNCE_MAX_MS after the first event): a file
+ *     created and not closed yet, whose content may still be partial (a
+ *     slow writer); reading it early could withdraw objects it declares
+ *     further down.
  * A file reported complete is parsed during that wait (pending_t), so the
  * reload itself only applies objects and builds the snapshot.
  * Names starting with '.' are ignored (editor swap files, temporaries), except
@@ -42,8 +57,9 @@
 #include <time.h>
 #include <unistd.h>
 
-#define DEBOUNCE_MS	50
-#define DEBOUNCE_MAX_MS 1000
+#define QUICK_MS	5    /* quiet time before applying a lone complete write */
+#define DEBOUNCE_MS	50   /* quiet time otherwise (see the top of the file) */
+#define DEBOUNCE_MAX_MS 1000 /* longest a change waits under a steady event stream */
 #define MAX_FILE_BYTES	(64u << 20)
 #define MAX_DEPTH	16
 #define WATCH_MASK                                                                                 \
@@ -67,6 +83,15 @@ typedef struct file_entry {
 	bool seen;	 /* found by the running full scan */
 } file_entry_t;
 
+/* What the last inotify event said about a dirty path's content. */
+enum {
+	P_UNKNOWN = 0, /* nothing (attributes changed), or not yet known */
+	P_COMPLETE,    /* final: closed after writing, or renamed into place */
+	P_WRITING,     /* created and not closed yet: may be partial */
+	P_GONE,	       /* deleted or renamed away (maybe the first half of a replace) */
+	P_DIR,	       /* a directory appeared or went */
+};
+
 /*
  * A changed path waiting for the reload. A file reported complete (closed
  * after writing, or renamed into place) is parsed at once, during the
@@ -75,6 +100,7 @@ typedef struct file_entry {
  */
 typedef struct pending {
 	char *path;	 /* full path, the dirty-map key */
+	int state;	 /* what the last event said about the content: P_* */
 	bool want_parse; /* reported complete since the last early parse */
 	bool parsed;	 /* m holds the parse of the file `st` describes */
 	struct stat st;	 /* identity of the parsed version */
@@ -122,6 +148,8 @@ static struct source {
 	pthread_t thread;		 /* the watcher */
 	_Atomic bool stop;		 /* tg_source_stop asked */
 	_Atomic bool resync;		 /* tg_source_resync asked */
+	bool force_publish;		 /* the pending reload is a resync: publish a
+					  * snapshot even when no object changed */
 	uint64_t published_seq;		 /* store seq of the published snapshot */
 	bool published;			 /* a snapshot was published */
 	uint64_t reloads;		 /* reload counter for log lines */
@@ -687,7 +715,8 @@ static void update_metrics(bool ok, const tg_build_stats_t *bs, bool built)
 }
 
 /* Applies what changed (everything when full), then builds and publishes a
- * snapshot when the store moved. */
+ * snapshot when the store moved, or when a resync asked for one (so that the
+ * generation shows an operator that the SIGHUP was done). */
 static void reload(bool full)
 {
 	double t0 = now_ms();
@@ -712,7 +741,9 @@ static void reload(bool full)
 	tg_build_stats_t bs = {0};
 	bool built = false;
 	uint64_t seq = tg_store_seq(src.store);
-	if (!src.published || seq != src.published_seq) {
+	bool force = src.force_publish;
+	src.force_publish = false;
+	if (!src.published || seq != src.published_seq || force) {
 		tg_snapshot_t *s = tg_translator_build(src.tr, src.store, &bs);
 		if (s) {
 			tg_snapshot_publish(s);
@@ -755,9 +786,9 @@ static void reload(bool full)
 	update_metrics(ok, &bs, built);
 }
 
-/* Marks dir/name changed; `complete` when the event says the file's content
- * is final (closed after writing, or renamed into place). */
-static void mark_dirty(const char *dir, const char *name, bool complete)
+/* Marks dir/name changed. `what` is what the event says about the path's
+ * content (P_*); P_UNKNOWN leaves the path's state alone unless new. */
+static void mark_dirty(const char *dir, const char *name, int what)
 {
 	char path[PATH_MAX];
 	int n = snprintf(path, sizeof(path), "%s/%s", dir, name);
@@ -774,8 +805,29 @@ static void mark_dirty(const char *dir, const char *name, bool complete)
 			return;
 		}
 	}
-	if (complete)
+	if (what == P_COMPLETE)
 		p->want_parse = true;
+	if (what != P_UNKNOWN)
+		p->state = what;
+}
+
+/* The least settled state over the dirty paths: P_WRITING when a file is
+ * still being written, else P_COMPLETE when every path is a complete file,
+ * else P_UNKNOWN. */
+static int dirty_state(void)
+{
+	if (src.dirty_all)
+		return P_UNKNOWN;
+	int st = P_COMPLETE;
+	for (size_t i = 0; i < src.dirty.cap; i++) {
+		const pending_t *p = src.dirty.slots[i].key ? src.dirty.slots[i].value : NULL;
+		if (!p || p->state == P_COMPLETE)
+			continue;
+		if (p->state == P_WRITING)
+			return P_WRITING;
+		st = P_UNKNOWN;
+	}
+	return st;
 }
 
 /* Parses the files reported complete by the last batch of events. */
@@ -837,25 +889,44 @@ static bool read_events(void)
 			if (!(ev->mask & IN_ISDIR) && !manifest_name(ev->name) &&
 			    !(ev->mask & (IN_DELETE | IN_MOVED_FROM)))
 				continue;
-			mark_dirty(dir, ev->name,
-				   !(ev->mask & IN_ISDIR) &&
-				       (ev->mask & (IN_CLOSE_WRITE | IN_MOVED_TO)));
+			int what = P_GONE;
+			if (ev->mask & IN_ISDIR)
+				what = P_DIR;
+			else if (ev->mask & (IN_CLOSE_WRITE | IN_MOVED_TO))
+				what = P_COMPLETE;
+			else if (ev->mask & IN_CREATE)
+				what = P_WRITING;
+			else if (ev->mask & IN_ATTRIB)
+				what = P_UNKNOWN;
+			mark_dirty(dir, ev->name, what);
 			any = true;
 		}
 	}
 	return any;
 }
 
+/* When the pending reload is due (see the top of the file). */
+static double reload_due(double first, double last, bool quick)
+{
+	int st = dirty_state();
+	if (st == P_WRITING)
+		return first + DEBOUNCE_MAX_MS; /* or sooner: when it is closed */
+	if (quick && st == P_COMPLETE)
+		return TG_MIN(last + QUICK_MS, first + DEBOUNCE_MS);
+	return TG_MIN(last + DEBOUNCE_MS, first + DEBOUNCE_MAX_MS);
+}
+
 static void *watch_thread(void *arg)
 {
 	(void)arg;
 	double first = 0, last = 0;
+	double reloaded = -1e9; /* when the last reload finished */
 	bool pending = false;
+	bool quick = false; /* the batch started on a quiet source */
 	while (!atomic_load(&src.stop)) {
 		int timeout = -1;
 		if (pending) {
-			double due = TG_MIN(last + DEBOUNCE_MS, first + DEBOUNCE_MAX_MS);
-			double wait = due - now_ms();
+			double wait = reload_due(first, last, quick) - now_ms();
 			timeout = wait <= 0 ? 0 : (int)wait + 1;
 		}
 		struct pollfd pfd[2] = {{.fd = src.efd, .events = POLLIN},
@@ -874,22 +945,27 @@ static void *watch_thread(void *arg)
 			(void)r;
 			if (atomic_exchange(&src.resync, false)) {
 				src.dirty_all = true;
+				src.force_publish = true;
 				if (!pending)
 					first = t;
 				pending = true;
+				quick = false;
 				last = t - DEBOUNCE_MS; /* no need to wait: run now */
 			}
 		}
 		if (rc > 0 && src.ifd >= 0 && (pfd[1].revents & POLLIN) && read_events()) {
-			if (!pending)
+			if (!pending) {
 				first = t;
+				quick = t - reloaded >= DEBOUNCE_MS;
+			}
 			pending = true;
 			last = TG_MAX(last, t);
 			preparse_dirty(); /* uses the debounce wait */
 		}
-		if (pending && now_ms() >= TG_MIN(last + DEBOUNCE_MS, first + DEBOUNCE_MAX_MS)) {
+		if (pending && now_ms() >= reload_due(first, last, quick)) {
 			pending = false;
 			reload(src.dirty_all);
+			reloaded = now_ms();
 		}
 	}
 	return NULL;

@@ -31,7 +31,9 @@ typedef struct tg_source_config {
  */
 int tg_source_start(const tg_source_config_t *cfg);
 
-/* Forces a full re-read of the source (SIGHUP). Asynchronous, thread-safe. */
+/* Forces a full re-read of the source (SIGHUP). Asynchronous, thread-safe.
+ * The directory source then publishes a new snapshot even when nothing
+ * changed, so that tidegate_config_generation shows the re-read is done. */
 void tg_source_resync(void);
 
 /* Stops the watching thread and waits for it. */

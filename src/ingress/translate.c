@@ -663,13 +663,22 @@ static int add_ingress(build_t *b, const tg_object_t *o)
 		return -ENOMEM;
 	for (uint32_t i = 0; i < ing->n_rules; i++) {
 		const tg_ingress_rule_t *rule = &ing->rules[i];
-		if (!rule->n_paths)
+		if (!rule->n_paths && !rule->host[0])
 			continue;
 		const char *host = tg_arena_strdup(b->a, rule->host);
 		uint32_t table;
 		if (!host || tg_router_table(b->rb, host, &table))
 			return -ENOMEM;
 		tg_route_opts_t opts = route_opts(&b->t->settings, ing, host);
+		/* The first Ingress declaring a host (even without paths) decides
+		 * what its unmatched paths get: its defaultBackend, else 404. */
+		if (host[0] && tg_router_claim(b->rb, table) && ing->has_default_backend) {
+			tg_route_t *r = make_route(b, o, ns, name, host, "", TG_PATH_PREFIX,
+						   &ing->default_backend, &opts, warn);
+			if (!r)
+				return -ENOMEM;
+			tg_router_set_fallback(b->rb, table, r);
+		}
 		for (uint32_t j = 0; j < rule->n_paths; j++) {
 			const tg_ingress_path_t *p = &rule->paths[j];
 			if (p->backend.resource) {

@@ -16,13 +16,29 @@
  * namespace, then by name. Rules are added in that order and, inside one
  * Ingress, in document order; when two rules claim the same host, path type
  * and path (Prefix paths compared without trailing slashes) the first one
- * keeps it and the later one is reported as shadowed. The route used when
- * nothing matches is spec.defaultBackend of the first Ingress in that order
- * that has one.
+ * keeps it and the later one is reported as shadowed.
  *
- * Matching precedence (router.h): precise host, then the wildcard covering it,
- * then rules without host, then the default backend; inside each, Exact on
- * the whole path, then the longest segment-wise Prefix.
+ * Matching (router.h). The request's host is matched first and selects one
+ * rule set, as the API reference says ("Incoming requests are first evaluated
+ * for a host match, then routed to the backend associated with the matching
+ * IngressRuleValue") and as ingress-nginx's server blocks do:
+ *   1. a precise host named by some rule (case-insensitive, port ignored);
+ *   2. else the wildcard "*.suffix" covering it (exactly one label);
+ *   3. else the rules without host.
+ * Inside the selected set: Exact on the whole path, then the longest
+ * segment-wise Prefix. A request whose host selected 1 or 2 but whose path
+ * matches none of that host's paths does NOT fall through to a wildcard or
+ * to the rules without host: it gets the spec.defaultBackend of the first
+ * Ingress (in the order above) that declared that host, in any rule, with
+ * or without paths; when that Ingress has no defaultBackend, 404. This is
+ * what ingress-nginx does (each host is a server block whose "/" location is
+ * the declaring Ingress's defaultBackend, else its 404 backend).
+ * A request that selected 3 and matched no path there, or matched no host at
+ * all, gets the global default route: spec.defaultBackend of the first
+ * Ingress in the order above that has one (with or without rules, which is
+ * what the spec says; ingress-nginx only honours rule-less Ingresses there,
+ * a deviation its maintainers track as a bug, kubernetes/ingress-nginx#9030),
+ * else 404.
  *
  * Backends: one tg_backend_t per (namespace, Service, port as written,
  * backend-protocol), ids dense from 0. A port number names the Service port

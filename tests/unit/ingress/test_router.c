@@ -140,21 +140,100 @@ static void test_precise_beats_wildcard(void **state)
 	ROUTE("other.foo.com", "/", "a:80");
 }
 
-static void test_fallthrough_order(void **state)
+static void test_host_selects_one_rule_set(void **state)
 {
-	/* A precise host whose paths do not match falls back to the wildcard,
-	 * then to rules without host, then to defaultBackend. */
+	/* The host is matched first and picks one rule set (precise, else
+	 * wildcard, else rules without host); a host's unmatched paths never
+	 * fall through to another set: they get the host's declaring Ingress's
+	 * defaultBackend (here d). */
 	fx_t *f = *state;
 	assert_int_equal(add_ing(f->st, "default", "i1", NULL,
 				 "x.foo.com /api P a; *.foo.com /w P b; - /any P c; default d"),
 			 0);
 	build(f);
 	ROUTE("x.foo.com", "/api/v1", "a:80");
-	ROUTE("x.foo.com", "/w", "b:80");
-	ROUTE("x.foo.com", "/any/thing", "c:80");
+	ROUTE("x.foo.com", "/w", "d:80");	  /* not the wildcard's /w */
+	ROUTE("x.foo.com", "/any/thing", "d:80"); /* not the host-less /any */
 	ROUTE("x.foo.com", "/nothing", "d:80");
+	ROUTE("y.foo.com", "/w/1", "b:80");
+	ROUTE("y.foo.com", "/any", "d:80"); /* the wildcard's set, not the host-less one */
 	ROUTE("unrelated.org", "/any", "c:80");
 	ROUTE("unrelated.org", "/", "d:80");
+}
+
+static void test_host_without_default_is_404(void **state)
+{
+	/* The Ingress declaring x.foo.com has no defaultBackend: its unmatched
+	 * paths are 404 even though a wildcard, host-less rules and another
+	 * Ingress's defaultBackend exist (ingress-nginx's server block). */
+	fx_t *f = *state;
+	assert_int_equal(add_ing(f->st, "default", "i1", "2024-01-01T00:00:00Z",
+				 "x.foo.com /api P a; *.foo.com / P b; - / P c"),
+			 0);
+	assert_int_equal(add_ing(f->st, "default", "i2", "2024-01-02T00:00:00Z", "default d"), 0);
+	build(f);
+	ROUTE("x.foo.com", "/api", "a:80");
+	ROUTE("x.foo.com", "/other", "404");
+	assert_null(ingfx_find(f->s, "x.foo.com", "/other"));
+	ROUTE("y.foo.com", "/other", "b:80");
+	ROUTE("elsewhere.org", "/other", "c:80");
+}
+
+static void test_host_fallback_from_first_declaring_ingress(void **state)
+{
+	/* Two Ingresses share h.com: paths merge, and the unmatched paths get the
+	 * defaultBackend of the older one only, whatever the younger says. */
+	fx_t *f = *state;
+	assert_int_equal(
+	    add_ing(f->st, "default", "young", "2024-05-01T00:00:00Z", "h.com /y P b; default c"),
+	    0);
+	assert_int_equal(
+	    add_ing(f->st, "default", "old", "2023-05-01T00:00:00Z", "h.com /o P a; default d"), 0);
+	build(f);
+	ROUTE("h.com", "/o", "a:80");
+	ROUTE("h.com", "/y", "b:80");
+	ROUTE("h.com", "/z", "d:80");
+	assert_string_equal(ingfx_find(f->s, "h.com", "/z")->ingress_name, "old");
+	/* The older one loses its defaultBackend: h.com was still declared by it
+	 * first, so unmatched paths become 404 (not the younger's c). */
+	assert_int_equal(add_ing(f->st, "default", "old", "2023-05-01T00:00:00Z", "h.com /o P a"),
+			 0);
+	build(f);
+	ROUTE("h.com", "/z", "404");
+	ROUTE("other.com", "/", "c:80"); /* the global default: first with one */
+}
+
+static void test_host_rule_without_paths(void **state)
+{
+	/* "rules: [{host: h.com}]" with a defaultBackend sends all of h.com
+	 * there, and claims the host away from the wildcard. */
+	fx_t *f = *state;
+	const char *yaml = "apiVersion: networking.k8s.io/v1\nkind: Ingress\nmetadata:\n"
+			   "  name: bare\n  namespace: default\n"
+			   "  creationTimestamp: \"2024-01-01T00:00:00Z\"\n"
+			   "spec:\n  ingressClassName: tidegate\n"
+			   "  rules:\n  - host: h.foo.com\n"
+			   "  defaultBackend: {service: {name: e, port: {number: 80}}}\n";
+	assert_int_equal(ingfx_apply(f->st, yaml), 0);
+	assert_int_equal(
+	    add_ing(f->st, "default", "wild", "2024-02-01T00:00:00Z", "*.foo.com / P a"), 0);
+	build(f);
+	ROUTE("h.foo.com", "/", "e:80");
+	ROUTE("h.foo.com", "/deep/path", "e:80");
+	ROUTE("g.foo.com", "/", "a:80");
+}
+
+static void test_host_fallback_root_prefix_wins(void **state)
+{
+	/* A Prefix "/" path of the host (from any Ingress) beats the host's
+	 * fallback, like a "/" location replacing nginx's default one. */
+	fx_t *f = *state;
+	assert_int_equal(
+	    add_ing(f->st, "default", "i1", "2024-01-01T00:00:00Z", "h.com /x P a; default d"), 0);
+	assert_int_equal(add_ing(f->st, "default", "i2", "2024-01-02T00:00:00Z", "h.com / P b"), 0);
+	build(f);
+	ROUTE("h.com", "/x/1", "a:80");
+	ROUTE("h.com", "/anything", "b:80");
 }
 
 static void test_rule_without_host_applies_to_all(void **state)
@@ -164,6 +243,11 @@ static void test_rule_without_host_applies_to_all(void **state)
 	build(f);
 	ROUTE("anything.example", "/", "a:80");
 	ROUTE("", "/x/y", "a:80");
+	/* No Host field at all (HTTP/1.0): the proxy passes a NULL slice. */
+	tg_str_t none = {NULL, 0}, path = {"/x", 2};
+	const tg_route_t *r = tg_snapshot_route(f->s, none, path);
+	assert_non_null(r);
+	assert_string_equal(r->backend->service, "a");
 	ROUTE("[fd00::1]:80", "/", "a:80");
 }
 
@@ -302,7 +386,7 @@ static void test_default_backend_oldest(void **state)
 	    add_ing(f->st, "default", "old", "2023-05-01T00:00:00Z", "g.com /y P a; default c"), 0);
 	build(f);
 	ROUTE("h.com", "/x", "a:80");
-	ROUTE("h.com", "/nope", "c:80");
+	ROUTE("h.com", "/nope", "b:80"); /* h.com's own Ingress's defaultBackend */
 	ROUTE("nobody.com", "/", "c:80");
 	const tg_route_t *r = ingfx_find(f->s, "nobody.com", "/");
 	assert_string_equal(r->ingress_name, "old");
@@ -356,7 +440,12 @@ int main(void)
 	    cmocka_unit_test_setup_teardown(test_exact_host_case_and_port, setup, teardown),
 	    cmocka_unit_test_setup_teardown(test_wildcard_one_label, setup, teardown),
 	    cmocka_unit_test_setup_teardown(test_precise_beats_wildcard, setup, teardown),
-	    cmocka_unit_test_setup_teardown(test_fallthrough_order, setup, teardown),
+	    cmocka_unit_test_setup_teardown(test_host_selects_one_rule_set, setup, teardown),
+	    cmocka_unit_test_setup_teardown(test_host_without_default_is_404, setup, teardown),
+	    cmocka_unit_test_setup_teardown(test_host_fallback_from_first_declaring_ingress, setup,
+					    teardown),
+	    cmocka_unit_test_setup_teardown(test_host_rule_without_paths, setup, teardown),
+	    cmocka_unit_test_setup_teardown(test_host_fallback_root_prefix_wins, setup, teardown),
 	    cmocka_unit_test_setup_teardown(test_rule_without_host_applies_to_all, setup, teardown),
 	    cmocka_unit_test_setup_teardown(test_prefix_segments, setup, teardown),
 	    cmocka_unit_test_setup_teardown(test_root_prefix_matches_everything, setup, teardown),

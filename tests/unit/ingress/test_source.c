@@ -255,14 +255,65 @@ static void test_broken_file_keeps_last_good(void **state)
 	assert_string_equal(route("b2.com", "/"), "404");
 }
 
+/* A file created and still open for writing is not read until it is closed
+ * (within the watcher's longest wait, 1 s): a slow writer's first half must
+ * not be published, or the objects further down would be missing. */
+static void test_file_being_written_waits_for_close(void **state)
+{
+	(void)state;
+	tg_source_config_t c = config();
+	assert_int_equal(tg_source_start(&c), 0);
+	uint64_t g = tg_snapshot_generation();
+	char path[512];
+	snprintf(path, sizeof(path), "%s/slow.yaml", dir);
+	int fd = open(path, O_WRONLY | O_CREAT | O_TRUNC, 0644);
+	assert_true(fd >= 0);
+	const char *part1 = ING("is1", "s1.com", "a") "---\n";
+	const char *part2 = ING("is2", "s2.com", "b");
+	assert_int_equal(write(fd, part1, strlen(part1)), (ssize_t)strlen(part1));
+	sleep_ms(300); /* several debounce periods, well under the 1 s bound */
+	assert_int_equal(tg_snapshot_generation(), g);
+	assert_string_equal(route("s1.com", "/"), "404");
+	assert_int_equal(write(fd, part2, strlen(part2)), (ssize_t)strlen(part2));
+	close(fd);
+	assert_true(wait_gen(g));
+	assert_string_equal(route("s1.com", "/"), "a:80");
+	assert_string_equal(route("s2.com", "/"), "b:80");
+}
+
+/* vim's default save: the file is renamed to a backup, a new one is written
+ * and closed, the backup deleted. The new content applies; the objects the
+ * file keeps declaring stay routed. */
+static void test_editor_backup_rename_save(void **state)
+{
+	(void)state;
+	put("e.yaml", ING("ie", "e.com", "a") "---\n" ING("ie2", "e2.com", "a"));
+	tg_source_config_t c = config();
+	assert_int_equal(tg_source_start(&c), 0);
+	uint64_t g = tg_snapshot_generation();
+	assert_string_equal(route("e.com", "/"), "a:80");
+	char path[512], backup[512];
+	snprintf(path, sizeof(path), "%s/e.yaml", dir);
+	snprintf(backup, sizeof(backup), "%s/e.yaml~", dir);
+	assert_int_equal(rename(path, backup), 0);
+	put("e.yaml", ING("ie", "e.com", "a") "---\n" ING("ie2", "e2.com", "b"));
+	assert_int_equal(unlink(backup), 0);
+	assert_true(wait_gen(g));
+	assert_string_equal(route("e.com", "/"), "a:80");
+	assert_string_equal(route("e2.com", "/"), "b:80");
+}
+
 static void test_resync(void **state)
 {
 	(void)state;
 	tg_source_config_t c = config();
 	assert_int_equal(tg_source_start(&c), 0);
 	assert_true(metrics_has("tidegate_config_reloads_total{result=\"success\"} 1\n"));
+	uint64_t g = tg_snapshot_generation();
 	tg_source_resync();
 	assert_true(wait_metrics("tidegate_config_reloads_total{result=\"success\"} 2\n"));
+	/* Nothing changed, yet a new snapshot shows the re-read happened. */
+	assert_true(wait_gen(g));
 	assert_string_equal(route("a.com", "/"), "a:80");
 }
 
@@ -301,7 +352,8 @@ int main(void)
 	const struct CMUnitTest tests[] = {
 	    T(test_missing_directory),		 T(test_live_changes),
 	    T(test_broken_file_keeps_last_good), T(test_resync),
-	    T(test_configmap_volume_swap),
+	    T(test_configmap_volume_swap),	 T(test_file_being_written_waits_for_close),
+	    T(test_editor_backup_rename_save),
 	};
 	return cmocka_run_group_tests(tests, NULL, NULL);
 }
