@@ -244,6 +244,61 @@ static void *admin_main(void *arg)
 	return NULL;
 }
 
+/* Creates the wake-up pipe, reads the bound port and starts the thread on
+ * a->lfd. Returns 0 or -1 with errno set. */
+static int launch(tg_admin_t *a)
+{
+	if (pipe2(a->wake, O_CLOEXEC | O_NONBLOCK) < 0)
+		return -1;
+	struct sockaddr_storage bound;
+	socklen_t bl = sizeof(bound);
+	getsockname(a->lfd, (struct sockaddr *)&bound, &bl);
+	a->port = ntohs(bound.ss_family == AF_INET6 ? ((struct sockaddr_in6 *)&bound)->sin6_port
+						    : ((struct sockaddr_in *)&bound)->sin_port);
+	int perr = pthread_create(&a->thread, NULL, admin_main, a);
+	if (perr) {
+		errno = perr;
+		return -1;
+	}
+	return 0;
+}
+
+int tg_admin_adopt(int fd, const tg_admin_ops_t *ops, tg_admin_t **out)
+{
+	tg_admin_t *a = calloc(1, sizeof(*a));
+	if (!a) {
+		close(fd);
+		return -ENOMEM;
+	}
+	a->ops = *ops;
+	a->wake[0] = a->wake[1] = -1;
+	for (int i = 0; i < ADMIN_CONNS; i++)
+		a->clients[i].fd = -1;
+	a->lfd = fd;
+	int fl = fcntl(fd, F_GETFL);
+	if (fl >= 0 && !(fl & O_NONBLOCK))
+		fcntl(fd, F_SETFL, fl | O_NONBLOCK);
+	fcntl(fd, F_SETFD, FD_CLOEXEC);
+	if (launch(a) < 0) {
+		int err = -errno;
+		tg_error("admin", "cannot serve the inherited admin socket: %s", strerror(errno));
+		close(fd);
+		if (a->wake[0] >= 0) {
+			close(a->wake[0]);
+			close(a->wake[1]);
+		}
+		free(a);
+		return err;
+	}
+	*out = a;
+	return 0;
+}
+
+int tg_admin_listen_fd(const tg_admin_t *a)
+{
+	return a->lfd;
+}
+
 int tg_admin_start(const char *listen_addr, const tg_admin_ops_t *ops, tg_admin_t **out)
 {
 	struct sockaddr_storage ss;
@@ -267,18 +322,8 @@ int tg_admin_start(const char *listen_addr, const tg_admin_ops_t *ops, tg_admin_
 	setsockopt(a->lfd, SOL_SOCKET, SO_REUSEADDR, &one, sizeof(one));
 	if (bind(a->lfd, (struct sockaddr *)&ss, sl) < 0 || listen(a->lfd, 64) < 0)
 		goto fail;
-	if (pipe2(a->wake, O_CLOEXEC | O_NONBLOCK) < 0)
+	if (launch(a) < 0)
 		goto fail;
-	struct sockaddr_storage bound;
-	socklen_t bl = sizeof(bound);
-	getsockname(a->lfd, (struct sockaddr *)&bound, &bl);
-	a->port = ntohs(bound.ss_family == AF_INET6 ? ((struct sockaddr_in6 *)&bound)->sin6_port
-						    : ((struct sockaddr_in *)&bound)->sin_port);
-	int perr = pthread_create(&a->thread, NULL, admin_main, a);
-	if (perr) {
-		errno = perr;
-		goto fail;
-	}
 	*out = a;
 	return 0;
 fail:

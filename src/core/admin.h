@@ -25,6 +25,14 @@ typedef struct tg_admin tg_admin_t;
  * thread. *out receives the handle. Returns 0 or -errno. */
 int tg_admin_start(const char *listen, const tg_admin_ops_t *ops, tg_admin_t **out);
 
+/* Serves on fd, a listening socket handed over by a previous process (the
+ * SIGUSR2 upgrade of `tidegate ingress`); a owns fd from now on, also on
+ * failure. Returns 0 or -errno. */
+int tg_admin_adopt(int fd, const tg_admin_ops_t *ops, tg_admin_t **out);
+
+/* The listening socket, to hand over to a new process (a keeps owning it). */
+int tg_admin_listen_fd(const tg_admin_t *a);
+
 /* The port actually bound (useful with port 0). */
 int tg_admin_port(const tg_admin_t *a);
 

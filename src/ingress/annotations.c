@@ -3,6 +3,7 @@
 #include "core/common.h"
 #include "core/log.h"
 #include "core/parse.h"
+#include "tls/tls.h"
 
 #include <errno.h>
 #include <stdio.h>
@@ -32,6 +33,34 @@ static int timeout_ms(const char *v, size_t len, uint32_t *out)
 static bool name_is(tg_str_t n, const char *lit)
 {
 	return tg_str_eq(n, lit, strlen(lit));
+}
+
+/* Checks the values of the auth-tls-* annotations kept raw (the TLS store
+ * builder reads them again); returns NULL or what a good value looks like. */
+static const char *check_auth_tls(tg_str_t name, const char *v, size_t vl)
+{
+	if (name_is(name, "auth-tls-secret")) {
+		const char *slash = memchr(v, '/', vl);
+		bool ok = vl > 0 && (!slash || (slash > v && slash < v + vl - 1 &&
+						!memchr(slash + 1, '/', (size_t)(v + vl - slash - 1))));
+		return ok ? NULL : " (want NAMESPACE/SECRET or SECRET)";
+	}
+	if (name_is(name, "auth-tls-verify-client")) {
+		tg_tls_verify_t m;
+		return tg_tls_verify_parse(v, vl, &m) == 0
+			   ? NULL
+			   : " (want on, off, optional or optional_no_ca)";
+	}
+	if (name_is(name, "auth-tls-verify-depth")) {
+		uint64_t d;
+		return tg_parse_u64(v, vl, &d) == 0 && d >= 1 && d <= 100 ? NULL
+									  : " (want 1 to 100)";
+	}
+	if (name_is(name, "auth-tls-pass-certificate-to-upstream")) {
+		bool b;
+		return tg_parse_bool(v, vl, &b) == 0 ? NULL : " (want true or false)";
+	}
+	return NULL;
 }
 
 int tg_annotations_parse(const tg_kv_t *ann, uint32_t n, tg_arena_t *a,
@@ -93,6 +122,14 @@ int tg_annotations_parse(const tg_kv_t *ann, uint32_t n, tg_arena_t *a,
 			for (size_t k = 0; k < TG_ARRAY_SIZE(raw_names); k++)
 				if (name_is(name, raw_names[k]))
 					known = true;
+			const char *want = known ? check_auth_tls(name, v, vl) : NULL;
+			if (want) {
+				snprintf(why, whylen, "annotation %s: bad value \"%.*s\"%s", key,
+					 (int)TG_MIN(vl, 64), v, want);
+				if (bad_index)
+					*bad_index = i;
+				return -EINVAL;
+			}
 			if (known) {
 				tg_kv_t *r = &out->raw[out->n_raw++];
 				r->key = tg_arena_strdup(a, key);

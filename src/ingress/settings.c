@@ -3,6 +3,11 @@
 #include "core/common.h"
 #include "core/log.h"
 #include "core/parse.h"
+#include "ingress/kubeconfig.h"
+#include "tls/tls.h"
+
+#include <stdlib.h>
+#include <sys/socket.h>
 
 #include <errno.h>
 #include <stddef.h>
@@ -35,6 +40,12 @@ void tg_settings_defaults(tg_settings_t *s)
 	s->ssl_redirect = true;
 	s->disable_access_log = false;
 	s->load_balance = TG_LB_ROUND_ROBIN;
+	s->ssl_session_timeout_ms = 600000;
+	s->ssl_session_tickets = true;
+	/* ingress-nginx's default: every IPv4 peer may set X-Forwarded-* (when
+	 * use-forwarded-headers is on). */
+	s->proxy_real_ip_cidr[0] = (tg_cidr_t){.family = AF_INET, .bits = 0};
+	s->n_proxy_real_ip_cidr = 1;
 }
 
 typedef enum vtype {
@@ -46,6 +57,10 @@ typedef enum vtype {
 	V_BOOL,	   /* boolean */
 	V_LB,	   /* load-balance algorithm */
 	V_HDRBUFS, /* "count size" into uint32_t total bytes */
+	V_SSLPROTO,  /* ssl-protocols text, checked by the TLS library */
+	V_SSLCIPHER, /* ssl-ciphers text, checked by the TLS library */
+	V_TICKETKEY, /* base64 of an 80-byte ticket key */
+	V_CIDRS,     /* comma-separated address blocks */
 } vtype_t;
 
 /* One ConfigMap key: nginx-style directive table (name, type, offset, bound). */
@@ -82,7 +97,38 @@ static const key_desc_t keys[] = {
     {"ssl-redirect", V_BOOL, F(ssl_redirect), 0},
     {"disable-access-log", V_BOOL, F(disable_access_log), 0},
     {"load-balance", V_LB, F(load_balance), 0},
+    {"ssl-protocols", V_SSLPROTO, F(ssl_protocols), 0},
+    {"ssl-ciphers", V_SSLCIPHER, F(ssl_ciphers), 0},
+    {"ssl-session-timeout", V_MS32, F(ssl_session_timeout_ms), 1000},
+    {"ssl-session-tickets", V_BOOL, F(ssl_session_tickets), 0},
+    {"ssl-session-ticket-key", V_TICKETKEY, F(ssl_session_ticket_key), 0},
+    {"proxy-real-ip-cidr", V_CIDRS, F(proxy_real_ip_cidr), 0},
 };
+
+/* Copies the text of an ssl-* value into the fixed field (NUL-terminated) and
+ * lets the TLS library judge it. Returns NULL or a reason. */
+static const char *ssl_text(const key_desc_t *k, const char *v, size_t len, char *field,
+			    size_t cap)
+{
+	static _Thread_local char why[TG_TLS_ERR_MAX];
+	if (len >= cap)
+		return "too long";
+	char tmp[1024];
+	memcpy(tmp, v, len);
+	tmp[len] = '\0';
+	tg_tls_options_t o = {0};
+	if (k->type == V_SSLPROTO)
+		o.protocols = tmp;
+	else
+		o.ciphers = tmp;
+	if (len && tg_tls_options_check(&o, why, sizeof(why)) < 0) {
+		/* The library prefixes "ssl-protocols: "; the caller names the key. */
+		const char *colon = strstr(why, ": ");
+		return colon ? colon + 2 : why;
+	}
+	memcpy(field, tmp, len + 1);
+	return NULL;
+}
 
 /* Parses one value into the field at `field`. Returns NULL or a reason. */
 static const char *parse_value(const key_desc_t *k, const char *v, size_t len, void *field)
@@ -140,6 +186,41 @@ static const char *parse_value(const key_desc_t *k, const char *v, size_t len, v
 			return "want round_robin or ewma";
 		return NULL;
 	}
+	case V_SSLPROTO:
+		return ssl_text(k, v, len, field, sizeof(((tg_settings_t *)0)->ssl_protocols));
+	case V_SSLCIPHER:
+		return ssl_text(k, v, len, field, sizeof(((tg_settings_t *)0)->ssl_ciphers));
+	case V_TICKETKEY: {
+		tg_settings_t *s = (tg_settings_t *)((char *)field - k->off);
+		if (len == 0) {
+			s->has_ssl_session_ticket_key = false;
+			return NULL;
+		}
+		size_t n = 0;
+		uint8_t *key = tg_kube_base64_decode(v, len, &n);
+		if (!key)
+			return "not valid base64";
+		bool ok = n == sizeof(s->ssl_session_ticket_key);
+		if (ok)
+			memcpy(s->ssl_session_ticket_key, key, n);
+		memset(key, 0, n);
+		free(key);
+		if (!ok)
+			return "want base64 of 80 bytes (openssl rand 80 | openssl enc -A -base64)";
+		s->has_ssl_session_ticket_key = true;
+		return NULL;
+	}
+	case V_CIDRS: {
+		tg_settings_t *s = (tg_settings_t *)((char *)field - k->off);
+		tg_cidr_t tmp[TG_MAX_REAL_IP_CIDRS];
+		int n = tg_cidr_parse_list(v, len, tmp, TG_MAX_REAL_IP_CIDRS, NULL);
+		if (n < 0)
+			return "want comma-separated addresses or blocks (10.0.0.0/8, fd00::/8), "
+			       "at most 16";
+		memcpy(s->proxy_real_ip_cidr, tmp, sizeof(tmp));
+		s->n_proxy_real_ip_cidr = (uint8_t)n;
+		return NULL;
+	}
 	case V_HDRBUFS: {
 		size_t i = 0;
 		while (i < len && v[i] >= '0' && v[i] <= '9')
@@ -160,6 +241,33 @@ static const char *parse_value(const key_desc_t *k, const char *v, size_t len, v
 	}
 	}
 	return "unsupported";
+}
+
+/* A rejected key keeps its previous effective value (only that key). */
+static void keep_previous(const key_desc_t *k, tg_settings_t *out, const tg_settings_t *prev,
+			  size_t w)
+{
+	switch (k->type) {
+	case V_SSLPROTO:
+		memcpy(out->ssl_protocols, prev->ssl_protocols, sizeof(out->ssl_protocols));
+		return;
+	case V_SSLCIPHER:
+		memcpy(out->ssl_ciphers, prev->ssl_ciphers, sizeof(out->ssl_ciphers));
+		return;
+	case V_TICKETKEY:
+		out->has_ssl_session_ticket_key = prev->has_ssl_session_ticket_key;
+		memcpy(out->ssl_session_ticket_key, prev->ssl_session_ticket_key,
+		       sizeof(out->ssl_session_ticket_key));
+		return;
+	case V_CIDRS:
+		memcpy(out->proxy_real_ip_cidr, prev->proxy_real_ip_cidr,
+		       sizeof(out->proxy_real_ip_cidr));
+		out->n_proxy_real_ip_cidr = prev->n_proxy_real_ip_cidr;
+		return;
+	default:
+		memcpy((char *)out + k->off, (const char *)prev + k->off, w);
+		return;
+	}
 }
 
 int tg_settings_from_configmap(const tg_kv_t *data, uint32_t n, const tg_settings_t *prev,
@@ -198,12 +306,13 @@ int tg_settings_from_configmap(const tg_kv_t *data, uint32_t n, const tg_setting
 				   : k->type == V_LB			      ? sizeof(tg_lb_algo_t)
 									      : sizeof(uint32_t);
 			if (prev)
-				memcpy(field, (const char *)prev + k->off, w);
+				keep_previous(k, out, prev, w);
 			tg_warn(
 			    "ingress",
 			    "ConfigMap %s: key %s: bad value \"%.*s\": %s; keeping the previous "
 			    "value",
-			    cm_id, k->name, (int)TG_MIN(len, 64), v, why);
+			    cm_id, k->name, k->type == V_TICKETKEY ? 8 : (int)TG_MIN(len, 64),
+			    k->type == V_TICKETKEY ? "(secret)" : v, why);
 		}
 	}
 	return bad;

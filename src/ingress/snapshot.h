@@ -21,7 +21,9 @@
 #ifndef TG_INGRESS_SNAPSHOT_H
 #define TG_INGRESS_SNAPSHOT_H
 
+#include "core/cidr.h"
 #include "core/common.h"
+#include "tls/tls.h"
 
 #include <stdatomic.h>
 #include <stdint.h>
@@ -38,6 +40,8 @@ typedef enum tg_backend_protocol {
 	TG_PROTO_GRPC = 2,
 	TG_PROTO_GRPCS = 3,
 } tg_backend_protocol_t;
+
+#define TG_MAX_REAL_IP_CIDRS 16 /* entries proxy-real-ip-cidr may list */
 
 /*
  * Global settings: the ConfigMap (--configmap NS/NAME) keys, with
@@ -71,6 +75,17 @@ typedef struct tg_settings {
 	bool ssl_redirect;			/* ssl-redirect [true] */
 	bool disable_access_log;		/* disable-access-log [false] */
 	tg_lb_algo_t load_balance;		/* load-balance [round_robin] */
+	/* TLS (see README "TLS"). Strings are empty for the default. */
+	char ssl_protocols[64];			/* ssl-protocols ["TLSv1.2 TLSv1.3"] */
+	char ssl_ciphers[1024];			/* ssl-ciphers [Mozilla intermediate] */
+	uint32_t ssl_session_timeout_ms;	/* ssl-session-timeout [10m] */
+	bool ssl_session_tickets;		/* ssl-session-tickets [true]: our only
+						 * resumption (no shared session cache) */
+	bool has_ssl_session_ticket_key;	/* ssl-session-ticket-key given */
+	uint8_t ssl_session_ticket_key[80];	/* its value, base64-decoded (nginx layout) */
+	tg_cidr_t proxy_real_ip_cidr[TG_MAX_REAL_IP_CIDRS]; /* proxy-real-ip-cidr [0.0.0.0/0]:
+						 * peers whose X-Forwarded-* are trusted */
+	uint8_t n_proxy_real_ip_cidr;		/* entries in proxy_real_ip_cidr */
 } tg_settings_t;
 
 /* Fills s with the defaults listed above. */
@@ -113,6 +128,11 @@ typedef struct tg_route_opts {
 	bool ssl_redirect;		  /* .../ssl-redirect */
 	bool force_ssl_redirect;	  /* .../force-ssl-redirect */
 	bool tls;			  /* the route's host is listed in the Ingress's spec.tls */
+	uint8_t client_auth_verify;	  /* auth-tls-verify-client (tg_tls_verify_t) when
+					   * auth-tls-secret is set, else OFF */
+	const tg_tls_client_auth_t *client_auth; /* its policy (owned by the snapshot's TLS
+					   * store); NULL with client_auth_verify != OFF: the
+					   * Secret is missing or bad, the routes answer 503 */
 } tg_route_opts_t;
 
 typedef enum tg_path_type {
@@ -142,6 +162,8 @@ typedef struct tg_snapshot {
 	uint32_t n_backends;
 	tg_router_t *router;	   /* lookup structure */
 	uint32_t n_ingresses;	   /* Ingresses routed (owned and valid) */
+	tg_tls_store_t *tls;	   /* certificates by SNI (one reference, released with
+				    * the snapshot); NULL: HTTPS connections are refused */
 	void *priv;		   /* builder's private data (arena), freed with it */
 } tg_snapshot_t;
 

@@ -3,6 +3,7 @@
 #include "ingress/router.h"
 #include "ingress/settings.h"
 #include "ingress/strmap.h"
+#include "ingress/tls_build.h"
 #include "core/addr.h"
 #include "core/log.h"
 
@@ -29,6 +30,7 @@ struct tg_translator {
 	uint64_t builds;	/* build counter */
 	uint64_t warned_seq;	/* store seq of the last build: objects applied after
 				 * it get their translation warnings logged */
+	tg_tls_build_t *tls;	/* certificates, client auth, ssl-* keys (tls_build.h) */
 };
 
 /* Which IngressClasses are ours (per build). */
@@ -125,7 +127,8 @@ tg_translator_t *tg_translator_new(const tg_translate_config_t *cfg)
 		t->cm_id = strdup(cfg->configmap);
 	}
 	tg_settings_defaults(&t->settings);
-	if (!t->ingress_class || !t->controller_class ||
+	t->tls = tg_tls_build_new();
+	if (!t->ingress_class || !t->controller_class || !t->tls ||
 	    (cfg->configmap && *cfg->configmap && (!t->cm_ns || !t->cm_name || !t->cm_id))) {
 		tg_translator_free(t);
 		return NULL;
@@ -147,6 +150,7 @@ void tg_translator_free(tg_translator_t *t)
 		if (t->epcache.slots[i].key)
 			epset_unref(t->epcache.slots[i].value);
 	tg_strmap_free(&t->epcache);
+	tg_tls_build_free(t->tls);
 	free(t->ingress_class);
 	free(t->controller_class);
 	free(t->cm_ns);
@@ -550,6 +554,7 @@ void tg_snapshot_destroy(tg_snapshot_t *s)
 	snap_priv_t *p = s->priv;
 	for (uint32_t i = 0; i < p->n_shared; i++)
 		epset_unref(p->shared[i]);
+	tg_tls_store_free(s->tls);
 	tg_arena_free(p->arena);
 }
 
@@ -670,6 +675,7 @@ static int add_ingress(build_t *b, const tg_object_t *o)
 		if (!host || tg_router_table(b->rb, host, &table))
 			return -ENOMEM;
 		tg_route_opts_t opts = route_opts(&b->t->settings, ing, host);
+		tg_tls_build_route_opts(b->t->tls, &opts);
 		/* The first Ingress declaring a host (even without paths) decides
 		 * what its unmatched paths get: its defaultBackend, else 404. */
 		if (host[0] && tg_router_claim(b->rb, table) && ing->has_default_backend) {
@@ -712,6 +718,7 @@ static int add_ingress(build_t *b, const tg_object_t *o)
 	}
 	if (ing->has_default_backend) {
 		tg_route_opts_t opts = route_opts(&b->t->settings, ing, "");
+		tg_tls_build_route_opts(b->t->tls, &opts);
 		tg_route_t *r = make_route(b, o, ns, name, "", "", TG_PATH_PREFIX,
 					   &ing->default_backend, &opts, warn);
 		if (!r)
@@ -799,9 +806,16 @@ tg_snapshot_t *tg_translator_build(tg_translator_t *t, const tg_store_t *st,
 	}
 	if (tg_router_reserve(b.rb, n_rules, n_paths) || tg_strmap_reserve(&b.bmap, n_paths))
 		goto fail;
+	/* TLS store: Secrets and client-auth policies in routing order. */
+	if (tg_tls_build_begin(t->tls, st, &t->settings))
+		goto fail;
 	for (uint32_t i = 0; i < n_owned; i++)
-		if (add_ingress(&b, owned[i].o))
+		if (tg_tls_build_add_ingress(t->tls, st, owned[i].o,
+					     owned[i].o->seq > t->warned_seq) ||
+		    add_ingress(&b, owned[i].o))
 			goto fail;
+	/* NULL (logged): HTTPS connections are refused, HTTP keeps routing. */
+	s->tls = tg_tls_build_finish(t->tls);
 	stats.ingresses_routed = n_owned;
 	s->n_ingresses = n_owned;
 
@@ -842,6 +856,7 @@ tg_snapshot_t *tg_translator_build(tg_translator_t *t, const tg_store_t *st,
 	goto out;
 fail:
 	tg_error("ingress", "snapshot build failed: out of memory");
+	tg_tls_build_abort(t->tls);
 	for (uint32_t i = 0; i < b.n_shared; i++)
 		epset_unref(b.shared[i]);
 	tg_router_builder_free(b.rb);

@@ -26,6 +26,8 @@
 #include "core/log.h"
 #include "proxy/accesslog.h"
 #include "proxy/headers.h"
+#include "proxy/tls_io.h"
+#include "proxy/limits.h"
 #include "proxy/worker.h"
 
 #include <arpa/inet.h>
@@ -122,18 +124,24 @@ static tg_str_t request_line(const tg_cconn_t *c)
 	if (!b)
 		return (tg_str_t){NULL, 0};
 	if (c->head_len) {
+		/* From the method: empty lines before it are not part of the line. */
+		const char *start = c->req.method.ptr;
 		const char *end =
 		    c->req.num_headers ? c->reqh[0].name.ptr - 2 : b->start + c->head_len - 4;
-		return (tg_str_t){b->start, (size_t)(end - b->start)};
+		return (tg_str_t){start, (size_t)(end - start)};
 	}
-	/* Malformed or partial head: up to the first line break. */
-	size_t n = (size_t)(b->last - b->start);
+	/* Malformed or partial head: up to the first line break after any empty
+	 * lines. */
+	const char *p = b->start;
+	while (p < b->last && (*p == '\r' || *p == '\n'))
+		p++;
+	size_t n = (size_t)(b->last - p);
 	if (n > 2048)
 		n = 2048;
 	for (size_t i = 0; i < n; i++)
-		if (b->start[i] == '\r' || b->start[i] == '\n')
-			return (tg_str_t){b->start, i};
-	return (tg_str_t){b->start, n};
+		if (p[i] == '\r' || p[i] == '\n')
+			return (tg_str_t){p, i};
+	return (tg_str_t){p, n};
 }
 
 static tg_str_t find_header(const tg_cconn_t *c, const char *name, size_t len)
@@ -181,7 +189,7 @@ static void log_exchange(tg_cconn_t *c)
 	if (s->disable_access_log || !w->logring)
 		return;
 	tg_logrec_t r = {0};
-	r.client_ip = (tg_str_t){c->ip, c->iplen};
+	r.client_ip = tg_cio_client_ip(c);
 	r.time_local = time_local(w);
 	r.request_line = request_line(c);
 	r.status = c->status;
@@ -229,6 +237,7 @@ void tg_client_close(tg_cconn_t *c)
 	}
 	snap_unuse(c);
 	tg_timer_cancel(&w->loop.timers, &c->timer);
+	tg_cio_close(c);
 	close(c->io.fd);
 	c->io.fd = -1;
 	tg_buf_put(&w->bufs, c->in);
@@ -241,6 +250,7 @@ void tg_client_close(tg_cconn_t *c)
 		c->next->prev = c->prev;
 	w->nclients--;
 	STAT_SUB(w->stats.client_conns, 1);
+	tg_limits_resume(w);
 	c->gnext = w->cgrave;
 	w->cgrave = c;
 }
@@ -251,11 +261,11 @@ void tg_client_close(tg_cconn_t *c)
 static int close_after_response(tg_cconn_t *c)
 {
 	bool unread = !c->body_done || (c->in && c->in->last > c->scan) || !c->head_len;
-	if (!unread && !c->rd) {
+	if (!unread && !c->rd && !tg_cio_output_pending(c)) {
 		tg_client_close(c);
 		return STEP_BLOCKED;
 	}
-	shutdown(c->io.fd, SHUT_WR);
+	tg_cio_shutdown_wr(c); /* TLS: after close_notify, possibly from step_linger */
 	tg_buf_put(&c->w->bufs, c->in);
 	c->in = NULL;
 	c->phase = CP_LINGER;
@@ -263,9 +273,25 @@ static int close_after_response(tg_cconn_t *c)
 	return STEP_AGAIN;
 }
 
+/* Closes an idle connection with a FIN, never a reset: shuts our side, then
+ * discards whatever the client may still send until its own FIN (or
+ * LINGER_MS), so that no unread byte is in the socket when it is closed. */
+static void close_idle_gracefully(tg_cconn_t *c)
+{
+	tg_cio_shutdown_wr(c);
+	tg_buf_put(&c->w->bufs, c->in);
+	c->in = NULL;
+	c->phase = CP_LINGER;
+	set_deadline(c, now_ms(c) + LINGER_MS);
+	c->rd = 1; /* the peer's FIN may already be queued: look now */
+	client_run(c);
+}
+
 static int step_linger(tg_cconn_t *c)
 {
 	char sink[4096];
+	if (c->tls_shut && c->wr)
+		tg_cio_shutdown_wr(c); /* the close_notify could not be flushed before */
 	while (c->rd) {
 		ssize_t n = read(c->io.fd, sink, sizeof(sink));
 		if (n > 0)
@@ -313,6 +339,7 @@ static int exchange_done(tg_cconn_t *c)
 	}
 	c->head_len = 0;
 	c->phase = CP_IDLE;
+	c->idle_since_ms = now_ms(c);
 	set_deadline(c, now_ms(c) + keep_ms);
 	return STEP_AGAIN;
 }
@@ -362,14 +389,24 @@ static int local_response(tg_cconn_t *c, int status)
 	c->status = status;
 	c->resp_started = 1;
 	c->keep = c->keep && c->body_done && keepable_status(status) && !w->draining &&
-		  s->keep_alive_ms > 0 && c->nreq < s->keep_alive_requests;
+		  s->keep_alive_ms > 0 && c->nreq < s->keep_alive_requests &&
+		  (s->keep_alive_time_ms == 0 || now_ms(c) - c->born_ms < s->keep_alive_time_ms);
 	const char *reason = tg_http_reason(status);
-	char body[256];
-	int blen = snprintf(body, sizeof(body),
-			    "<html>\r\n<head><title>%d %s</title></head>\r\n<body>\r\n"
-			    "<center><h1>%d %s</h1></center>\r\n<hr><center>tidegate</center>\r\n"
-			    "</body>\r\n</html>\r\n",
-			    status, reason, status, reason);
+	/* A detail (client certificates) is shown the way nginx shows its own:
+	 * in the title and under the status line. */
+	const char *detail = c->local_detail;
+	c->local_detail = NULL;
+	char body[320];
+	int blen = detail ? snprintf(body, sizeof(body),
+				     "<html>\r\n<head><title>%d %s</title></head>\r\n<body>\r\n"
+				     "<center><h1>%d %s</h1></center>\r\n<center>%s</center>\r\n"
+				     "<hr><center>tidegate</center>\r\n</body>\r\n</html>\r\n",
+				     status, detail, status, reason, detail)
+			  : snprintf(body, sizeof(body),
+				     "<html>\r\n<head><title>%d %s</title></head>\r\n<body>\r\n"
+				     "<center><h1>%d %s</h1></center>\r\n<hr><center>tidegate</center>\r\n"
+				     "</body>\r\n</html>\r\n",
+				     status, reason, status, reason);
 	char date[29];
 	tg_http_date(date);
 	bool head_only = c->head_len && c->req.method_id == TG_METHOD_HEAD;
@@ -425,7 +462,8 @@ static int flush_client(tg_cconn_t *c)
 	while (c->ciov_i < c->ciov_n) {
 		if (!c->wr)
 			return 0;
-		ssize_t n = writev(c->io.fd, &c->ciov[c->ciov_i], iov_count(c->ciov_i, c->ciov_n));
+		ssize_t n = tg_cio_writev(c->tls, c->io.fd, &c->ciov[c->ciov_i],
+					  iov_count(c->ciov_i, c->ciov_n));
 		if (n < 0) {
 			if (errno == EAGAIN) {
 				c->wr = 0;
@@ -599,13 +637,15 @@ static int start_exchange(tg_cconn_t *c, size_t head_len)
 	c->sref = w->cur;
 	c->sref->users++;
 	c->set = &c->sref->snap->settings;
+	tg_cio_forwarded(c);
 	const tg_route_t *rt = tg_snapshot_route(c->sref->snap, c->req.host, c->req.path);
 	if (!rt)
 		return local_response(c, 404);
 	c->route = rt;
 	c->backend = rt->backend;
-	if (rt->opts.force_ssl_redirect || (rt->opts.ssl_redirect && rt->opts.tls))
-		return local_response(c, 308);
+	int tst = tg_cio_route_check(c, rt); /* ssl-redirect, client certificates */
+	if (tst)
+		return local_response(c, tst);
 	uint64_t limit = rt->opts.proxy_body_size;
 	if (limit && ((c->req.body == TG_BODY_LENGTH && c->req.content_length > limit) ||
 		      (c->req.body == TG_BODY_CHUNKED && c->chunk.body_bytes > limit)))
@@ -697,7 +737,7 @@ static int step_head(tg_cconn_t *c)
 			return STEP_BLOCKED;
 		}
 		size_t space = tg_buf_space(b);
-		ssize_t n = read(c->io.fd, b->last, space);
+		ssize_t n = tg_cio_read(c->tls, c->io.fd, b->last, space);
 		if (n > 0) {
 			b->last += n;
 			if ((size_t)n < space && !c->rdhup)
@@ -777,11 +817,15 @@ static int attempt(tg_cconn_t *c, bool fresh)
 	c->last_uwrite = c->last_uread = now_ms(c);
 
 	tg_fwd_info_t fi = {
-	    .client_ip = {c->ip, c->iplen},
-	    .server_port = {w->port_text, w->port_len},
-	    .proto = TG_STR("http"),
+	    .client_ip = tg_cio_client_ip(c),
+	    .peer_ip = {c->ip, c->xiplen ? c->iplen : 0},
+	    .server_port = c->tls ? (tg_str_t){w->sport_text, w->sport_len}
+				  : (tg_str_t){w->port_text, w->port_len},
+	    .proto = c->tls ? TG_STR("https") : TG_STR("http"),
 	    .request_id = c->reqid_client.len ? (tg_str_t){NULL, 0} : (tg_str_t){c->reqid, 32},
-	    .trust_forwarded = c->set->use_forwarded_headers,
+	    .trust_forwarded = c->trusted,
+	    .extra = c->route->opts.client_auth ? (tg_str_t){c->tlsh.data, c->tlsh.len}
+						: (tg_str_t){NULL, 0},
 	    .drop_expect = c->req.expect_continue,
 	};
 	int n = tg_proxy_request_head(&c->req, c->in->start, c->head_len, &fi, c->uiov,
@@ -895,7 +939,7 @@ static int pump_request(tg_cconn_t *c)
 			c->replayable = 0;
 		}
 		size_t space = tg_buf_space(b);
-		ssize_t n = read(c->io.fd, b->last, space);
+		ssize_t n = tg_cio_read(c->tls, c->io.fd, b->last, space);
 		if (n > 0) {
 			b->last += n;
 			if ((size_t)n < space && !c->rdhup)
@@ -1034,8 +1078,13 @@ static int response_head(tg_cconn_t *c, size_t r)
 		return start_tunnel(c);
 	c->resp_state = RS_BODY;
 	if (frame_resp(c) < 0) {
-		tg_client_close(c);
-		return PUMP_SWITCH;
+		/* The body framing is broken before anything of this response was
+		 * written: drop its head and answer 502 rather than a truncated
+		 * response. */
+		c->ciov_n -= n;
+		c->resp_started = 0;
+		c->resp_head_bytes = 0;
+		return upstream_failed(c, F_PROTO);
 	}
 	return PUMP_PROGRESS;
 }
@@ -1278,7 +1327,8 @@ static int start_tunnel(tg_cconn_t *c)
 /* Moves bytes src -> buf -> dst. Returns 1 on progress, 0 when blocked, -1 on
  * an error. Sets *eof when src ended and everything was written (dst then
  * gets a FIN). */
-static int relay(int sfd, uint8_t *srd, uint8_t srdhup, tg_buf_t *b, int dfd, uint8_t *dwr,
+static int relay(tg_tls_conn_t *stls, int sfd, uint8_t *srd, uint8_t srdhup, tg_buf_t *b,
+		 tg_tls_conn_t *dtls, int dfd, uint8_t *dwr,
 		 uint8_t *eof)
 {
 	int progress = 0;
@@ -1286,7 +1336,7 @@ static int relay(int sfd, uint8_t *srd, uint8_t srdhup, tg_buf_t *b, int dfd, ui
 		if (b->pos < b->last) {
 			if (!*dwr)
 				return progress;
-			ssize_t n = send(dfd, b->pos, (size_t)(b->last - b->pos), MSG_NOSIGNAL);
+			ssize_t n = tg_cio_send(dtls, dfd, b->pos, (size_t)(b->last - b->pos));
 			if (n < 0) {
 				if (errno == EAGAIN) {
 					*dwr = 0;
@@ -1307,7 +1357,7 @@ static int relay(int sfd, uint8_t *srd, uint8_t srdhup, tg_buf_t *b, int dfd, ui
 		if (*eof || !*srd)
 			return progress;
 		size_t space = tg_buf_space(b);
-		ssize_t n = recv(sfd, b->last, space, 0);
+		ssize_t n = tg_cio_read(stls, sfd, b->last, space);
 		if (n > 0) {
 			b->last += n;
 			if ((size_t)n < space && !srdhup)
@@ -1324,7 +1374,7 @@ static int relay(int sfd, uint8_t *srd, uint8_t srdhup, tg_buf_t *b, int dfd, ui
 		if (n < 0)
 			return -1;
 		*eof = 1;
-		shutdown(dfd, SHUT_WR);
+		tg_cio_shut(dtls, dfd);
 		return 1;
 	}
 }
@@ -1340,13 +1390,15 @@ static int step_tunnel(tg_cconn_t *c)
 		}
 		int p1 = 0;
 		if (f > 0) {
-			p1 = relay(u->io.fd, &u->rd, u->rdhup, u->buf, c->io.fd, &c->wr, &c->u_eof);
+			p1 = relay(NULL, u->io.fd, &u->rd, u->rdhup, u->buf, c->tls, c->io.fd, &c->wr,
+				   &c->u_eof);
 			if (p1 < 0) {
 				tg_client_close(c);
 				return STEP_BLOCKED;
 			}
 		}
-		int p2 = relay(c->io.fd, &c->rd, c->rdhup, c->in, u->io.fd, &u->wr, &c->c_eof);
+		int p2 = relay(c->tls, c->io.fd, &c->rd, c->rdhup, c->in, NULL, u->io.fd, &u->wr,
+			       &c->c_eof);
 		if (p2 < 0) {
 			tg_client_close(c);
 			return STEP_BLOCKED;
@@ -1384,6 +1436,10 @@ static void client_run(tg_cconn_t *c)
 		case CP_TUNNEL:
 			r = step_tunnel(c);
 			break;
+		case CP_PREFACE:
+		case CP_HANDSHAKE:
+			r = tg_cio_step(c);
+			break;
 		default:
 			r = step_linger(c);
 			break;
@@ -1407,6 +1463,8 @@ static void client_event(tg_io_t *io, uint32_t ev)
 		c->rdhup = 1;
 	if (ev & (EPOLLOUT | EPOLLHUP | EPOLLERR))
 		c->wr = 1;
+	if (c->tls)
+		tg_cio_event(c, ev);
 	client_run(c);
 }
 
@@ -1440,7 +1498,15 @@ static void client_timer(tg_timer_t *t)
 		}
 		tg_client_close(c);
 		return;
-	default: /* idle keep-alive, local response or linger: give up */
+	case CP_IDLE:
+		if (c->w->draining && (!c->in || c->in->last == c->in->start)) {
+			/* Idle long enough (or keep-alive timeout): FIN, not reset. */
+			close_idle_gracefully(c);
+			return;
+		}
+		tg_client_close(c);
+		return;
+	default: /* local response or linger: give up */
 		tg_client_close(c);
 		return;
 	}
@@ -1448,19 +1514,37 @@ static void client_timer(tg_timer_t *t)
 
 void tg_client_drain(tg_cconn_t *c)
 {
-	if (c->phase == CP_IDLE && (!c->in || c->in->last == c->in->start))
-		tg_client_close(c);
+	/* Idle: between requests with no byte of the next one received (a
+	 * connection holding part of a request head is not idle). Any other phase
+	 * ends after its response: w->draining clears keep. */
+	if (c->closing || c->phase != CP_IDLE || (c->in && c->in->last > c->in->start))
+		return;
+	uint64_t when = c->idle_since_ms + TG_DRAIN_IDLE_MS;
+	if (when <= now_ms(c)) {
+		close_idle_gracefully(c);
+		return;
+	}
+	if (when < c->timer.deadline)
+		set_deadline(c, when); /* client_timer closes it then */
 }
 
 void tg_client_accept(tg_io_t *io, uint32_t events)
 {
-	tg_worker_t *w = container_of(io, tg_worker_t, lio);
-	const tg_settings_t *s = wsettings(w);
 	(void)events;
-	for (int k = 0; k < 64 && io->fd >= 0; k++) {
+	tg_client_accept_from(container_of(io, tg_worker_t, lio), io->fd, 64);
+}
+
+int tg_client_accept_from(tg_worker_t *w, int lfd, int max)
+{
+	const tg_settings_t *s = wsettings(w);
+	int accepted = 0;
+	for (int k = 0; k < max; k++) {
+		/* At max-worker-connections: leave the rest in the listen queue. */
+		if (tg_limits_accept_full(w))
+			return accepted;
 		struct sockaddr_storage ss;
 		socklen_t sl = sizeof(ss);
-		int fd = accept4(io->fd, (struct sockaddr *)&ss, &sl, SOCK_NONBLOCK | SOCK_CLOEXEC);
+		int fd = accept4(lfd, (struct sockaddr *)&ss, &sl, SOCK_NONBLOCK | SOCK_CLOEXEC);
 		if (fd < 0) {
 			if (errno == EINTR || errno == ECONNABORTED)
 				continue;
@@ -1472,12 +1556,9 @@ void tg_client_accept(tg_io_t *io, uint32_t events)
 						strerror(errno));
 				}
 			}
-			return;
+			return accepted;
 		}
-		if (s->max_worker_connections && w->nclients >= s->max_worker_connections) {
-			close(fd);
-			continue;
-		}
+		accepted++;
 		tg_cconn_t *c = tg_pool_get(&w->cpool);
 		if (!c) {
 			close(fd);
@@ -1490,15 +1571,25 @@ void tg_client_accept(tg_io_t *io, uint32_t events)
 		c->io.fn = client_event;
 		c->w = w;
 		c->born_ms = w->loop.now_ms;
+		c->idle_since_ms = c->born_ms;
 		tg_timer_init(&c->timer, client_timer);
 		int one = 1;
 		setsockopt(fd, IPPROTO_TCP, TCP_NODELAY, &one, sizeof(one));
 		if (s->tcp_keepalive_ms) {
+			/* tcp-keepalive: the first probe after this much silence (keep it
+			 * under the idle timeout of any balancer or NAT in front, so
+			 * their flow entry stays), then 3 probes a third of that apart
+			 * (at most 75 s, Linux's default) before the peer is declared
+			 * dead. */
 			int idle = (int)(s->tcp_keepalive_ms / 1000);
 			if (idle < 1)
 				idle = 1;
+			int intvl = idle / 3 < 1 ? 1 : idle / 3 > 75 ? 75 : idle / 3;
+			int cnt = 3;
 			setsockopt(fd, SOL_SOCKET, SO_KEEPALIVE, &one, sizeof(one));
 			setsockopt(fd, IPPROTO_TCP, TCP_KEEPIDLE, &idle, sizeof(idle));
+			setsockopt(fd, IPPROTO_TCP, TCP_KEEPINTVL, &intvl, sizeof(intvl));
+			setsockopt(fd, IPPROTO_TCP, TCP_KEEPCNT, &cnt, sizeof(cnt));
 		}
 		const void *a = ss.ss_family == AF_INET6
 				    ? (const void *)&((struct sockaddr_in6 *)&ss)->sin6_addr
@@ -1525,10 +1616,17 @@ void tg_client_accept(tg_io_t *io, uint32_t events)
 		STAT_ADD(w->stats.client_conns, 1);
 		STAT_ADD(w->stats.accepted, 1);
 		c->phase = CP_IDLE;
+		if (tg_cio_accepted(c, lfd, &ss) < 0) { /* PROXY header, TLS */
+			tg_client_close(c);
+			continue;
+		}
 		/* The request is often already there: read it without waiting for
 		 * the edge (one EAGAIN read when it is not). */
 		c->rd = 1;
 		c->wr = 1;
 		client_run(c);
+		if (w->draining)
+			tg_client_drain(c); /* no request yet: closed if none comes */
 	}
+	return accepted;
 }

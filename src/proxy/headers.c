@@ -76,9 +76,11 @@ int tg_proxy_request_head(const tg_http_request_t *req, const char *head, size_t
 	size_t nh = req->num_headers;
 	const char *first_line_end = nh ? h[0].name.ptr : head + head_len - 2;
 
-	/* Request line. */
+	/* Request line. It starts at the method: empty lines the client sent
+	 * before it (RFC 9112 2.2) are not passed on, a backend might not skip them. */
+	const char *start = req->method.ptr ? req->method.ptr : head;
 	if (req->form == TG_TARGET_ABSOLUTE) {
-		add_ref(&b, head, (size_t)(req->target.ptr - head)); /* "METHOD " */
+		add_ref(&b, start, (size_t)(req->target.ptr - start)); /* "METHOD " */
 		if (req->path.len)
 			add_ref(&b, req->path.ptr, req->path.len);
 		else
@@ -90,7 +92,7 @@ int tg_proxy_request_head(const tg_http_request_t *req, const char *head, size_t
 		const char *after = req->target.ptr + req->target.len;
 		add_ref(&b, after, (size_t)(first_line_end - after)); /* " HTTP/1.x\r\n" */
 	} else {
-		add_ref(&b, head, (size_t)(first_line_end - head));
+		add_ref(&b, start, (size_t)(first_line_end - start));
 	}
 
 	/* Kept fields, in runs. X-Forwarded-For values are remembered to extend. */
@@ -119,6 +121,9 @@ int tg_proxy_request_head(const tg_http_request_t *req, const char *head, size_t
 			keep = false; /* an empty client value was replaced by ours */
 		} else if (fi->drop_expect && h[i].name.len == 6 && NAME_IS(h[i].name, "expect")) {
 			keep = false;
+		} else if (h[i].name.len > 11 && (h[i].name.ptr[0] | 0x20) == 's' &&
+			   tg_str_caseeq((tg_str_t){h[i].name.ptr, 11}, "ssl-client-", 11)) {
+			keep = false; /* ours only (client certificates) */
 		}
 		if (keep)
 			add_ref(&b, h[i].name.ptr,
@@ -145,7 +150,7 @@ int tg_proxy_request_head(const tg_http_request_t *req, const char *head, size_t
 		add_ref(&b, xff[i]->value.ptr, xff[i]->value.len);
 		ADD_LIT(&b, ", ");
 	}
-	add_str(&b, fi->client_ip);
+	add_str(&b, fi->peer_ip.len ? fi->peer_ip : fi->client_ip);
 	ADD_LIT(&b, "\r\n");
 	if (!keep_host && req->host.len) {
 		ADD_LIT(&b, "X-Forwarded-Host: ");
@@ -171,6 +176,8 @@ int tg_proxy_request_head(const tg_http_request_t *req, const char *head, size_t
 	} else if (req->version_minor == 0) {
 		ADD_LIT(&b, "Connection: keep-alive\r\n");
 	}
+	if (fi->extra.len)
+		add_ref(&b, fi->extra.ptr, fi->extra.len);
 	ADD_LIT(&b, "\r\n");
 	return b.full ? -1 : b.n;
 }

@@ -18,13 +18,17 @@
 
 /* What the proxy adds to an upstream request. */
 typedef struct tg_fwd_info {
-	tg_str_t client_ip;   /* X-Real-IP; appended to X-Forwarded-For */
+	tg_str_t client_ip;   /* X-Real-IP; appended to X-Forwarded-For unless peer_ip */
+	tg_str_t peer_ip;     /* appended to X-Forwarded-For instead (trusted forwarded
+			       * headers: the proxy that connected); len 0: client_ip */
 	tg_str_t server_port; /* X-Forwarded-Port: the listener's port */
 	tg_str_t proto;	      /* X-Forwarded-Proto: "http" or "https" */
 	tg_str_t request_id;  /* added as X-Request-ID; len 0 when the client's is kept */
 	bool trust_forwarded; /* use-forwarded-headers: keep the client's
 			       * X-Forwarded-Proto/-Host/-Port */
 	bool drop_expect;     /* the proxy answers 100-continue itself: drop Expect */
+	tg_str_t extra;	      /* header lines to add ("name: value\r\n"...), e.g. the
+			       * ssl-client-* fields of a client certificate */
 } tg_fwd_info_t;
 
 /* What the proxy adds to a response. */
@@ -37,7 +41,8 @@ typedef struct tg_resp_info {
 
 /*
  * Builds the upstream request head for req, parsed from head[0..head_len).
- * Drops hop-by-hop fields (TG_HDR_HOP), the client's X-Real-IP/Forwarded and
+ * Drops hop-by-hop fields (TG_HDR_HOP), client-sent ssl-client-* fields (only
+ * tidegate may vouch for a client certificate), the client's X-Real-IP/Forwarded and
  * (unless trusted) X-Forwarded-Proto/-Host/-Port, Expect when drop_expect; adds
  * Host (absolute-form targets), X-Request-ID, X-Real-IP, X-Forwarded-For (the
  * client's list plus client_ip), -Host, -Port, -Proto, Transfer-Encoding:

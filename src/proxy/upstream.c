@@ -50,6 +50,7 @@ static tg_upool_t *pool_find(tg_worker_t *w, const struct sockaddr_storage *a, s
 	memcpy(&p->addr, a, len);
 	p->addrlen = len;
 	p->hash = h;
+	p->live_gen = w->pool_gen;
 	p->next = *head;
 	*head = p;
 	return p;
@@ -198,7 +199,8 @@ void tg_upstream_release(tg_worker_t *w, tg_uconn_t *u, bool reusable, const tg_
 {
 	u->owner = NULL;
 	if (!reusable || s->upstream_keepalive_connections == 0 || w->draining ||
-	    u->requests >= s->upstream_keepalive_requests || u->rdhup) {
+	    u->requests >= s->upstream_keepalive_requests || u->rdhup ||
+	    u->pool->live_gen != w->pool_gen /* endpoint gone from the snapshot */) {
 		tg_upstream_close(w, u);
 		return;
 	}
@@ -265,4 +267,29 @@ void tg_upstream_sweep(tg_worker_t *w, bool all)
 			}
 		}
 	}
+}
+
+uint32_t tg_upstream_forget_gone(tg_worker_t *w, const tg_snapshot_t *s)
+{
+	/* Mark the pools whose endpoint the new snapshot still lists: O(endpoints)
+	 * hash lookups, no allocation, once per snapshot switch. */
+	uint64_t g = ++w->pool_gen;
+	for (uint32_t b = 0; b < s->n_backends; b++) {
+		const tg_backend_t *be = &s->backends[b];
+		for (uint32_t i = 0; i < be->n_endpoints; i++) {
+			const tg_endpoint_t *ep = &be->endpoints[i];
+			tg_upool_t *p = pool_find(w, &ep->addr, ep->addrlen,
+						  addr_hash(&ep->addr, ep->addrlen), false);
+			if (p)
+				p->live_gen = g;
+		}
+	}
+	uint32_t closed = 0;
+	for (int i = 0; i < TG_PROXY_UPOOL_HASH; i++)
+		for (tg_upool_t *p = w->upools[i]; p; p = p->next)
+			while (p->live_gen != g && p->idle) {
+				tg_upstream_close(w, p->idle);
+				closed++;
+			}
+	return closed;
 }

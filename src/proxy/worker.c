@@ -11,12 +11,17 @@
 
 #include "core/addr.h"
 #include "core/clock.h"
+#include "core/fdlimit.h"
 #include "core/log.h"
 #include "proxy/accesslog.h"
+#include "proxy/limits.h"
+#include "proxy/tls_io.h"
 #include "proxy/worker.h"
 
 #include <errno.h>
+#include <fcntl.h>
 #include <netinet/in.h>
+#include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <sys/eventfd.h>
@@ -32,6 +37,8 @@ struct tg_proxy {
 	tg_accesslog_t *log;  /* access-log thread */
 	int port;	      /* HTTP port bound */
 	bool started;	      /* threads were created */
+	_Atomic int phase;    /* 0 serving, 1 draining, 2 listeners closed */
+	int https_port;	      /* HTTPS port bound (0: no HTTPS listener) */
 };
 
 void tg_worker_snap_unuse(tg_worker_t *w, tg_snapref_t *r)
@@ -87,6 +94,11 @@ static void check_snapshot(void *arg)
 	w->nrr = s->n_backends;
 	if (old)
 		tg_worker_snap_unuse(w, old);
+	tg_limits_resume(w); /* max-worker-connections may have been raised */
+	uint32_t gone = tg_upstream_forget_gone(w, s);
+	if (gone)
+		tg_debug("proxy", "worker %d: closed %u idle connections to endpoints gone", w->id,
+			 gone);
 }
 
 static void free_graves(tg_worker_t *w)
@@ -111,21 +123,20 @@ static void wake_event(tg_io_t *io, uint32_t ev)
 	(void)ev;
 }
 
-static void start_drain(tg_worker_t *w)
+static void close_listeners(tg_worker_t *w)
 {
-	w->draining = true;
 	if (w->lio.fd >= 0) {
 		tg_loop_del(&w->loop, &w->lio);
 		close(w->lio.fd);
 		w->lio.fd = -1;
 	}
-	for (tg_cconn_t *c = w->clients, *next; c; c = next) {
-		next = c->next;
-		tg_client_drain(c);
+	while (w->xlis) {
+		tg_lsock_t *l = w->xlis;
+		w->xlis = l->next;
+		tg_loop_del(&w->loop, &l->io);
+		close(l->io.fd);
+		free(l);
 	}
-	tg_upstream_sweep(w, true);
-	const tg_settings_t *s = w->cur ? &w->cur->snap->settings : &w->defaults;
-	w->drain_deadline = w->loop.now_ms + s->worker_shutdown_timeout_ms;
 }
 
 static void *worker_main(void *arg)
@@ -143,8 +154,10 @@ static void *worker_main(void *arg)
 		if (cmd & CMD_ABORT)
 			break;
 		if ((cmd & CMD_DRAIN) && !w->draining)
-			start_drain(w);
-		if (w->draining && (w->nclients == 0 || w->loop.now_ms >= w->drain_deadline))
+			tg_drain_start(w);
+		if ((cmd & (CMD_UNLISTN | CMD_HANDOFF)) && !w->unlistened)
+			tg_drain_unlisten(w, !(cmd & CMD_HANDOFF));
+		if (w->unlistened && tg_drain_done(w))
 			break;
 		if (w->loop.now_ms - w->last_gc >= 10000) {
 			tg_upstream_sweep(w, false);
@@ -156,10 +169,7 @@ static void *worker_main(void *arg)
 	tg_upstream_sweep(w, true);
 	free_graves(w);
 	tg_upstream_sweep(w, true); /* pool entries emptied by the closes above */
-	if (w->lio.fd >= 0) {
-		close(w->lio.fd);
-		w->lio.fd = -1;
-	}
+	close_listeners(w);
 	if (w->cur) {
 		tg_snapref_t *c = w->cur;
 		w->cur = NULL;
@@ -185,12 +195,105 @@ static int open_listener(const struct sockaddr_storage *ss, socklen_t sl)
 	return fd;
 }
 
+/* True when fd is a listening TCP socket on the address --http-listen asks
+ * for (any port when it asks for port 0); else logs why it is not used. */
+static bool adoptable(int fd, const struct sockaddr_storage *want, const char *want_text)
+{
+	struct sockaddr_storage got;
+	socklen_t gl = sizeof(got);
+	int listening = 0, type = 0;
+	socklen_t ol = sizeof(int);
+	if (getsockname(fd, (struct sockaddr *)&got, &gl) < 0 ||
+	    getsockopt(fd, SOL_SOCKET, SO_ACCEPTCONN, &listening, &ol) < 0 || !listening ||
+	    (ol = sizeof(int), getsockopt(fd, SOL_SOCKET, SO_TYPE, &type, &ol) < 0) ||
+	    type != SOCK_STREAM || (got.ss_family != AF_INET && got.ss_family != AF_INET6)) {
+		tg_warn("proxy", "inherited fd %d is not a listening TCP socket: not used", fd);
+		return false;
+	}
+	bool same;
+	if (got.ss_family != want->ss_family) {
+		same = false;
+	} else if (got.ss_family == AF_INET) {
+		const struct sockaddr_in *a = (const void *)&got, *b = (const void *)want;
+		same = a->sin_addr.s_addr == b->sin_addr.s_addr &&
+		       (b->sin_port == 0 || a->sin_port == b->sin_port);
+	} else {
+		const struct sockaddr_in6 *a = (const void *)&got, *b = (const void *)want;
+		same = memcmp(&a->sin6_addr, &b->sin6_addr, sizeof(a->sin6_addr)) == 0 &&
+		       (b->sin6_port == 0 || a->sin6_port == b->sin6_port);
+	}
+	if (!same) {
+		char text[TG_ADDR_TEXT_MAX];
+		tg_addr_format((struct sockaddr *)&got, text, sizeof(text));
+		tg_warn("proxy",
+			"inherited listening socket %s does not match --http-listen %s: not used", text,
+			want_text);
+		return false;
+	}
+	/* Non-blocking is a property of the shared open file (set by whoever
+	 * created it); close-on-exec is this process's. */
+	int fl = fcntl(fd, F_GETFL);
+	if (fl >= 0 && !(fl & O_NONBLOCK))
+		fcntl(fd, F_SETFL, fl | O_NONBLOCK);
+	fcntl(fd, F_SETFD, FD_CLOEXEC);
+	return true;
+}
+
+/* Adopts the HTTPS listening sockets handed over (those that fit
+ * --https-listen) as TLS listeners, round-robin over the workers. Takes every
+ * descriptor of cfg->inherit_tls_fds. Returns how many were adopted or -errno. */
+static int adopt_tls(tg_proxy_t *p, const tg_proxy_config_t *cfg)
+{
+	struct sockaddr_storage ss;
+	socklen_t sl;
+	int k = 0, e = 0;
+	bool ok = tg_addr_parse(cfg->https_listen, 443, &ss, &sl) == 0;
+	for (int i = 0; i < cfg->n_inherit_tls; i++) {
+		int fd = cfg->inherit_tls_fds[i];
+		if (e < 0 || !ok || !adoptable(fd, &ss, cfg->https_listen)) {
+			close(fd);
+			continue;
+		}
+		tg_worker_t *w = &p->workers[k % p->nworkers];
+		if ((e = tg_drain_add_listener(w, fd)) < 0) {
+			close(fd);
+			continue;
+		}
+		w->xlis->tls = true;
+		if (k++ == 0) {
+			struct sockaddr_storage b;
+			socklen_t bl = sizeof(b);
+			getsockname(fd, (struct sockaddr *)&b, &bl);
+			p->https_port = ntohs(b.ss_family == AF_INET6
+						  ? ((struct sockaddr_in6 *)&b)->sin6_port
+						  : ((struct sockaddr_in *)&b)->sin_port);
+		}
+	}
+	if (e < 0)
+		return e;
+	for (int i = 0; k && i < p->nworkers; i++) {
+		tg_worker_t *w = &p->workers[i];
+		int len = snprintf(w->sport_text, sizeof(w->sport_text), "%d", p->https_port);
+		w->sport_len = (uint8_t)(len > 0 ? len : 0);
+	}
+	if (k)
+		tg_info("proxy", "adopted %d HTTPS listening socket%s on port %d", k,
+			k == 1 ? "" : "s", p->https_port);
+	return k;
+}
+
 static void worker_destroy(tg_worker_t *w)
 {
 	if (w->wio.fd >= 0)
 		close(w->wio.fd);
 	if (w->lio.fd >= 0)
 		close(w->lio.fd);
+	while (w->xlis) { /* the epoll set goes away just below */
+		tg_lsock_t *l = w->xlis;
+		w->xlis = l->next;
+		close(l->io.fd);
+		free(l);
+	}
 	tg_loop_destroy(&w->loop);
 	tg_pool_destroy(&w->cpool);
 	tg_pool_destroy(&w->upool_objs);
@@ -245,6 +348,12 @@ int tg_proxy_start(const tg_proxy_config_t *cfg, tg_proxy_t **out)
 		return -EINVAL;
 	}
 	int n = cfg->workers > 0 ? cfg->workers : 1;
+	/* One descriptor per client and per upstream connection: take everything
+	 * the hard limit allows (the soft limit is often 1024). */
+	int64_t nofile = tg_fdlimit_raise();
+	if (nofile >= 0 && nofile < 4096)
+		tg_warn("proxy", "open-file limit is %lld: few connections fit (raise ulimit -Hn)",
+			(long long)nofile);
 	tg_proxy_t *p = calloc(1, sizeof(*p));
 	if (!p)
 		return -ENOMEM;
@@ -263,10 +372,27 @@ int tg_proxy_start(const tg_proxy_config_t *cfg, tg_proxy_t **out)
 	for (int i = 0; i < n; i++) {
 		p->workers[i].lio.fd = -1;
 		p->workers[i].wio.fd = -1;
+		p->workers[i].loop.epfd = -1;
 	}
 	p->nworkers = n;
+	/* Sockets handed over by the previous process: the ones that fit
+	 * --http-listen are used as they are (their queues hold connections
+	 * already); worker i takes socket i, extra sockets go round-robin to the
+	 * workers, and workers without one open a new socket in the same
+	 * SO_REUSEPORT group. */
+	int ninh = 0;
+	bool tls_taken = false; /* inherit_tls_fds were given to adopt_tls */
+	int *inh = cfg->n_inherit > 0 ? calloc((size_t)cfg->n_inherit, sizeof(int)) : NULL;
+	for (int i = 0; i < cfg->n_inherit; i++) {
+		int fd = cfg->inherit_fds[i];
+		if (!inh || !adoptable(fd, &ss, cfg->http_listen)) {
+			close(fd);
+			continue;
+		}
+		inh[ninh++] = fd;
+	}
 	for (int i = 0; i < n; i++) {
-		int lfd = open_listener(&ss, sl);
+		int lfd = i < ninh ? inh[i] : open_listener(&ss, sl);
 		if (lfd < 0) {
 			e = lfd;
 			tg_error("proxy", "cannot listen on %s: %s", cfg->http_listen,
@@ -288,6 +414,8 @@ int tg_proxy_start(const tg_proxy_config_t *cfg, tg_proxy_t **out)
 			p->port = ntohs(port);
 		}
 		tg_worker_t *w = &p->workers[i];
+		if (i < ninh)
+			inh[i] = -1; /* the worker owns it now */
 		e = worker_init(p, w, i, lfd);
 		if (e < 0) {
 			tg_error("proxy", "worker %d: %s", i, strerror(-e));
@@ -305,6 +433,33 @@ int tg_proxy_start(const tg_proxy_config_t *cfg, tg_proxy_t **out)
 			w->port_text[k] = tmp[len - 1 - k];
 		w->port_len = (uint8_t)len;
 	}
+	/* HTTPS: handed-over sockets when there are (adopt_tls), else bound;
+	 * without --https-listen, handed-over ones are not wanted. */
+	tls_taken = true;
+	if (!(cfg->https_listen && *cfg->https_listen)) {
+		for (int i = 0; i < cfg->n_inherit_tls; i++)
+			close(cfg->inherit_tls_fds[i]);
+	} else if ((e = adopt_tls(p, cfg)) < 0 ||
+		   (e == 0 &&
+		    (e = tg_cio_listen(p->workers, n, cfg->https_listen, &p->https_port)) < 0)) {
+		goto fail;
+	}
+	for (int j = n; j < ninh; j++) {
+		e = tg_drain_add_listener(&p->workers[j % n], inh[j]);
+		if (e < 0) {
+			tg_error("proxy", "worker %d: %s", j % n, strerror(-e));
+			goto fail;
+		}
+		inh[j] = -1;
+	}
+	if (ninh)
+		tg_info("proxy", "adopted %d listening socket%s on port %d from the previous process",
+			ninh, ninh == 1 ? "" : "s", p->port);
+	for (int i = 0; i < ninh; i++)
+		if (inh[i] >= 0)
+			close(inh[i]);
+	free(inh);
+	inh = NULL;
 	for (int i = 0; i < n; i++) {
 		e = -pthread_create(&p->workers[i].thread, NULL, worker_main, &p->workers[i]);
 		if (e) {
@@ -323,12 +478,23 @@ int tg_proxy_start(const tg_proxy_config_t *cfg, tg_proxy_t **out)
 	*out = p;
 	return 0;
 fail:
+	for (int i = 0; i < ninh; i++)
+		if (inh && inh[i] >= 0)
+			close(inh[i]);
+	free(inh);
+	for (int i = 0; !tls_taken && i < cfg->n_inherit_tls; i++)
+		close(cfg->inherit_tls_fds[i]);
 	for (int i = 0; i < n; i++)
 		worker_destroy(&p->workers[i]);
 	tg_accesslog_stop(p->log);
 	free(p->workers);
 	free(p);
 	return e;
+}
+
+int tg_proxy_https_port(const tg_proxy_t *p)
+{
+	return p->https_port;
 }
 
 int tg_proxy_http_port(const tg_proxy_t *p)
@@ -348,7 +514,48 @@ static void post(tg_proxy_t *p, int cmd)
 
 void tg_proxy_drain(tg_proxy_t *p)
 {
+	int z = 0;
+	atomic_compare_exchange_strong(&p->phase, &z, 1);
 	post(p, CMD_DRAIN);
+}
+
+void tg_proxy_unlisten(tg_proxy_t *p, bool handed_over)
+{
+	atomic_store(&p->phase, 2);
+	post(p, CMD_DRAIN | (handed_over ? CMD_HANDOFF : CMD_UNLISTN));
+}
+
+uint64_t tg_proxy_connections(tg_proxy_t *p)
+{
+	uint64_t n = 0;
+	for (int i = 0; i < p->nworkers; i++)
+		n += STAT_GET(p->workers[i].stats.client_conns);
+	return n;
+}
+
+uint64_t tg_proxy_forced(tg_proxy_t *p)
+{
+	uint64_t n = 0;
+	for (int i = 0; i < p->nworkers; i++)
+		n += atomic_load(&p->workers[i].drain_forced);
+	return n;
+}
+
+int tg_proxy_listen_fds(const tg_proxy_t *p, int *fds, bool *tls, int max)
+{
+	int k = 0;
+	for (int i = 0; i < p->nworkers && k < max; i++) {
+		const tg_worker_t *w = &p->workers[i];
+		if (w->lio.fd >= 0) {
+			tls[k] = false;
+			fds[k++] = w->lio.fd;
+		}
+		for (const tg_lsock_t *l = w->xlis; l && k < max; l = l->next) {
+			tls[k] = l->tls;
+			fds[k++] = l->io.fd;
+		}
+	}
+	return k;
 }
 
 void tg_proxy_abort(tg_proxy_t *p)
@@ -395,4 +602,13 @@ void tg_proxy_metrics(tg_proxy_t *p, tg_sbuf_t *out)
 	for (int i = 0; i < n; i++)
 		all[i] = &p->workers[i].stats;
 	tg_wstats_render(all, n, out);
+	tg_sbuf_printf(out,
+		       "# HELP tidegate_draining 1 from the first SIGTERM (or a completed SIGUSR2 "
+		       "upgrade) until exit.\n"
+		       "# TYPE tidegate_draining gauge\n"
+		       "tidegate_draining %d\n"
+		       "# HELP tidegate_listeners_open 1 while the HTTP listeners accept.\n"
+		       "# TYPE tidegate_listeners_open gauge\n"
+		       "tidegate_listeners_open %d\n",
+		       atomic_load(&p->phase) > 0, atomic_load(&p->phase) < 2);
 }

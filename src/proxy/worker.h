@@ -38,6 +38,18 @@ typedef struct tg_cconn tg_cconn_t;
 typedef struct tg_uconn tg_uconn_t;
 typedef struct tg_proxy tg_proxy_t;
 
+/* A listening socket beyond the worker's own `lio`: one adopted from a
+ * previous process (SIGUSR2 upgrade) when it had more workers than this one.
+ * Every socket of the SO_REUSEPORT group must keep being accepted from, or the
+ * connections the kernel queues on it would wait forever. */
+typedef struct tg_lsock {
+	tg_io_t io;		/* listening fd + handler (first: container_of) */
+	tg_worker_t *w;		/* the worker accepting on it */
+	struct tg_lsock *next;	/* the worker's list */
+	bool tls;		/* an HTTPS listener (tls_io.c): connections start with a
+				 * TLS handshake */
+} tg_lsock_t;
+
 /* A snapshot this worker holds: the current one and older ones that requests
  * in flight still use. `users` counts those requests (+1 while current); the
  * shared reference is released when it drops to 0. */
@@ -56,6 +68,9 @@ typedef struct tg_upool {
 	struct tg_upool *next;	      /* hash chain */
 	tg_uconn_t *idle;	      /* idle connections, most recent first */
 	uint32_t nconns;	      /* connections (idle or active) that point here */
+	uint64_t live_gen;	      /* w->pool_gen of the last snapshot listing this
+				       * endpoint: a connection released when it is not
+				       * the current one is closed, not pooled */
 } tg_upool_t;
 
 /* Upstream connection states. */
@@ -88,6 +103,8 @@ enum {
 	CP_LOCAL,  /* writing a response tidegate made (error, redirect) */
 	CP_TUNNEL, /* after 101: bytes both ways */
 	CP_LINGER, /* final response sent, discarding input before close */
+	CP_PREFACE,   /* reading the PROXY protocol header (use-proxy-protocol) */
+	CP_HANDSHAKE, /* TLS handshake (HTTPS listener) */
 };
 
 /* Response progress within CP_PROXY. */
@@ -107,8 +124,19 @@ struct tg_cconn {
 	uint8_t iplen;		 /* bytes of ip */
 	char ip[46];		 /* client address text (X-Real-IP, logs) */
 	uint64_t born_ms;	 /* accept time (keep-alive-time) */
+	uint64_t idle_since_ms;	 /* entered CP_IDLE (accept or last response): drain */
 	uint64_t head_start_ms;	 /* first byte of the current head (header timeout) */
 	uint32_t nreq;		 /* requests started on this connection */
+	/* --- TLS, PROXY protocol, forwarded headers (tls_io.c) --- */
+	tg_tls_conn_t *tls;	     /* TLS state on the HTTPS listener, else NULL */
+	uint8_t tls_shut;	     /* close_notify queued, SHUT_WR waits for its flush */
+	uint8_t peer_family;	     /* client address (after PROXY): AF_INET/AF_INET6 */
+	uint8_t peer_addr[16];	     /* its bytes, network order */
+	uint8_t trusted;	     /* this request's X-Forwarded-* are honoured */
+	uint8_t xiplen;		     /* bytes of xip (0: the client address is ip) */
+	char xip[46];		     /* client address taken from X-Forwarded-For */
+	const char *local_detail;    /* next local response: nginx-style detail line */
+	tg_sbuf_t tlsh;		     /* ssl-client-* header lines for this request */
 
 	/* --- the current exchange --- */
 	tg_snapref_t *sref;	     /* snapshot the request routes on (a user of it) */
@@ -185,20 +213,32 @@ struct tg_worker {
 	tg_settings_t defaults;			 /* settings before the first snapshot */
 	tg_cconn_t *clients;			 /* every open client connection */
 	uint32_t nclients;			 /* entries in clients */
+	bool accept_paused;			 /* listeners out of epoll: at
+						  * max-worker-connections (limits.c) */
+	uint64_t limit_warned_ms;		 /* last "at max-worker-connections" log */
 	tg_upool_t *upools[TG_PROXY_UPOOL_HASH]; /* endpoint -> idle connections */
 	tg_uconn_t *lru_new, *lru_old;		 /* idle LRU ends */
 	uint32_t nidle;				 /* idle upstream connections */
 	uint32_t nupstream;			 /* upstream connections open */
+	uint64_t pool_gen;			 /* snapshots scanned by
+						  * tg_upstream_forget_gone (upool live_gen) */
 	tg_cconn_t *cgrave;			 /* closed client conns to free after the batch */
 	tg_uconn_t *ugrave;			 /* closed upstream conns to free after the batch */
 	_Atomic int cmd;			 /* CMD_* bits posted by other threads */
-	bool draining;				 /* no new connections; close after responses */
+	bool draining;				 /* Connection: close on every response; idle
+						  * keep-alive connections closed (drain.c) */
+	bool unlistened;			 /* listeners closed: exit once no connection
+						  * is left or at drain_deadline */
 	bool stop;				 /* leave the loop */
+	tg_lsock_t *xlis;			 /* extra listening sockets (adopted) */
+	_Atomic uint32_t drain_forced;		 /* connections closed at the drain deadline */
 	uint64_t drain_deadline;		 /* ms: force-close at worker-shutdown-timeout */
 	uint64_t last_gc;			 /* ms of the last upstream pool sweep */
 	uint16_t port;				 /* listener port (X-Forwarded-Port) */
 	char port_text[8];			 /* its text */
 	uint8_t port_len;			 /* bytes of port_text */
+	char sport_text[8];			 /* HTTPS listener port text (X-Forwarded-Port) */
+	uint8_t sport_len;			 /* bytes of sport_text */
 	tg_rand_t rng;				 /* request IDs */
 	tg_ring_t *logring;  /* access log ring (drained by the logger thread) */
 	int64_t tl_sec;	     /* second cached in time_local */
@@ -207,22 +247,50 @@ struct tg_worker {
 	_Atomic bool exited; /* the thread has left its loop */
 };
 
-#define CMD_DRAIN 1
-#define CMD_ABORT 2
+#define CMD_DRAIN   1 /* first SIGTERM: close connections after their response */
+#define CMD_ABORT   2 /* leave now, closing everything */
+#define CMD_UNLISTN 4 /* accept what is queued, then close the listeners */
+#define CMD_HANDOFF 8 /* close the listeners without accepting: another process
+		       * holds the same sockets and accepts their queue */
 
 /* client.c */
 /* Accepts every pending connection on the worker's listener. */
 void tg_client_accept(tg_io_t *io, uint32_t events);
+/* Accepts up to max pending connections from listening socket lfd for w.
+ * Returns how many were accepted; stops early when the queue is empty. */
+int tg_client_accept_from(tg_worker_t *w, int lfd, int max);
 /* Called by upstream.c when an event arrives for an upstream conn owned by c. */
 void tg_client_upstream_ready(tg_cconn_t *c);
 /* Closes c at once (drain timeout, worker exit). */
 void tg_client_close(tg_cconn_t *c);
-/* Drain started: closes c if idle, else marks it to close after its response. */
+/* Drain started (or c accepted while draining): an idle keep-alive
+ * connection is closed gracefully (FIN, then input discarded until the peer's
+ * FIN) once it has been idle for TG_DRAIN_IDLE_MS; any other closes after its
+ * current response (w->draining makes that response carry Connection: close). */
 void tg_client_drain(tg_cconn_t *c);
 
 /* worker.c */
 /* Drops one use of a snapshot reference taken from w->cur. */
 void tg_worker_snap_unuse(tg_worker_t *w, tg_snapref_t *r);
+
+/* drain.c */
+/* An idle keep-alive connection is closed by a drain only once it has been idle
+ * this long: a client that just got a response (sent before the drain began,
+ * so without Connection: close) is likely writing its next request right now,
+ * and closing under it would lose that request. That request's response
+ * carries Connection: close instead. */
+#define TG_DRAIN_IDLE_MS 1000
+/* Starts the drain of w (CMD_DRAIN): connections close after their response. */
+void tg_drain_start(tg_worker_t *w);
+/* Stops accepting (CMD_UNLISTN / CMD_HANDOFF): with accept_queue, first
+ * accepts every connection already queued so that closing the socket resets
+ * none; starts the worker-shutdown-timeout countdown. */
+void tg_drain_unlisten(tg_worker_t *w, bool accept_queue);
+/* True when the worker should leave its loop: listeners closed and no
+ * connection left, or the deadline passed (what is left is closed, and logged). */
+bool tg_drain_done(tg_worker_t *w);
+/* Adds an extra listening socket (adopted) to w. Returns 0 or -errno. */
+int tg_drain_add_listener(tg_worker_t *w, int fd);
 
 /* upstream.c */
 /* Takes an idle connection to addr from the pool, or NULL. */
@@ -241,5 +309,10 @@ uint64_t tg_upstream_acked(const tg_uconn_t *u);
 /* Closes every idle connection; frees pool entries with no connection when
  * all is true or when they are empty. */
 void tg_upstream_sweep(tg_worker_t *w, bool all);
+/* After a snapshot switch: closes the idle pooled connections to endpoints
+ * that are in no backend of s (removed, or terminating and not used), so that a
+ * pod going away is not sent requests on old connections. Returns how many
+ * were closed. In-flight exchanges keep their connections. */
+uint32_t tg_upstream_forget_gone(tg_worker_t *w, const tg_snapshot_t *s);
 
 #endif

@@ -1,0 +1,153 @@
+"""SIGUSR2 binary upgrade (issue 4): the binary at the same path starts with
+the same arguments, adopts the listening sockets, reports ready, and the old
+process drains; under steady load nothing fails and no connect is refused.
+A new binary that cannot start leaves the old one serving, with the reason
+logged."""
+import os
+import re
+import shutil
+import signal
+import time
+
+import pytest
+
+from conftest import SLOWDOWN, TIDEGATE, app_manifests
+from lifecycle_util import Load, Proc, subreaper, wait_pid
+
+
+def setup_dir(tmp_path, backend_port):
+    mdir = tmp_path / "manifests"
+    mdir.mkdir()
+    for name, text in app_manifests([backend_port]).items():
+        (mdir / name).write_text(text)
+    binary = tmp_path / "bin" / "tidegate"
+    binary.parent.mkdir()
+    shutil.copy2(TIDEGATE, binary)
+    return str(mdir), str(binary)
+
+
+def replace_binary(path, source=None, script=None):
+    """Replaces the file at path the way a package upgrade does (rename over:
+    the running process keeps its old file)."""
+    tmp = path + ".new"
+    if script is not None:
+        with open(tmp, "w") as f:
+            f.write(script)
+    else:
+        shutil.copy2(source, tmp)
+    os.chmod(tmp, 0o755)
+    os.rename(tmp, path)
+
+
+def upgrade(proc, log_from):
+    """SIGUSR2 to proc; returns the new pid once the old one says it is ready."""
+    proc.proc.send_signal(signal.SIGUSR2)
+    m = proc.wait_log(r"upgrade: pid (\d+) is ready; this process \(pid (\d+)\) stops accepting",
+                      after=log_from)
+    assert int(m.group(2)) == proc.proc.pid
+    return int(m.group(1))
+
+
+def test_sigusr2_upgrade_under_load(tmp_path, backend):
+    if not os.access(TIDEGATE, os.X_OK):
+        pytest.skip(f"{TIDEGATE} not built")
+    b = backend()
+    mdir, binary = setup_dir(tmp_path, b.port)
+    with subreaper():
+        old = Proc(binary, tmp_path, mdir, workers=2,
+                   args=["--shutdown-grace-period", "1"])
+        new_pid = newer_pid = None
+        load = Load(old.port, conns=16).start()
+        try:
+            time.sleep(0.5)
+            # The binary file is replaced first, as a package upgrade does.
+            replace_binary(binary, source=TIDEGATE)
+            mark = len(old.stderr())
+            new_pid = upgrade(old, mark)
+            # The old process drains and exits 0; the new one serves.
+            assert old.proc.wait(15 * SLOWDOWN) == 0
+            log = old.stderr()
+            assert f"adopted 2 listening sockets on port {old.port}" in log, log[-3000:]
+            ok_before = load.ok
+            time.sleep(0.5)
+            assert load.ok > ok_before  # still served, by the new process alone
+            # It can be upgraded again (the handover left nothing behind).
+            mark = len(old.stderr())
+            os.kill(new_pid, signal.SIGUSR2)
+            m = old.wait_log(rf"upgrade: pid (\d+) is ready; this process \(pid {new_pid}\)",
+                             after=mark, watch=False)
+            newer_pid = int(m.group(1))
+            assert wait_pid(new_pid, 15) == 0
+            new_pid = None
+            time.sleep(0.5)
+            load.stop()
+            load.assert_clean()
+            assert b.requests >= load.ok
+            # /healthz and /metrics come from the newest process now.
+            assert old.admin("/healthz") == (200, "ok\n")
+            assert "tidegate_draining 0" in old.admin("/metrics")[1]
+            old.check_stderr()
+        finally:
+            load.stop()
+            for pid in (new_pid, newer_pid):
+                if pid:
+                    try:
+                        os.kill(pid, signal.SIGTERM)
+                    except ProcessLookupError:
+                        pass
+            statuses = [wait_pid(pid, 15) for pid in (new_pid, newer_pid) if pid]
+            if old.proc.poll() is None:
+                old.stop()
+        assert statuses == [0]
+        assert "stopped" in old.stderr().split("\n")[-2]
+
+
+def test_failed_upgrade_keeps_the_old_process_serving(tmp_path, backend):
+    if not os.access(TIDEGATE, os.X_OK):
+        pytest.skip(f"{TIDEGATE} not built")
+    b = backend()
+    mdir, binary = setup_dir(tmp_path, b.port)
+    with subreaper():
+        old = Proc(binary, tmp_path, mdir, workers=2)
+        load = Load(old.port, conns=8).start()
+        new_pid = None
+        try:
+            time.sleep(0.3)
+            # 1. a broken build at the binary's path
+            replace_binary(binary, script="#!/bin/sh\necho 'broken build' >&2\nexit 3\n")
+            mark = len(old.stderr())
+            old.proc.send_signal(signal.SIGUSR2)
+            m = old.wait_log(r"upgrade failed: new process \d+ exited with status 3 before it was "
+                             r"ready; this process keeps serving", after=mark)
+            assert "broken build" in old.stderr()[mark:]
+            # 2. no binary at all
+            os.unlink(binary)
+            mark = len(old.stderr())
+            old.proc.send_signal(signal.SIGUSR2)
+            old.wait_log(r"upgrade failed: .*No such file or directory; this process keeps serving",
+                         after=mark)
+            # 3. a real binary that gets the sockets but cannot serve (a bad
+            #    admin address): it says why before exiting
+            replace_binary(binary, script=f"#!/bin/sh\nexec {TIDEGATE} \"$@\" --admin-listen nowhere\n")
+            mark = len(old.stderr())
+            old.proc.send_signal(signal.SIGUSR2)
+            old.wait_log(r"upgrade failed: new process \d+: cannot serve --admin-listen nowhere: "
+                         r".*\(exited with status 1\); this process keeps serving", after=mark)
+            replace_binary(binary, source=TIDEGATE)
+            assert old.proc.poll() is None
+            assert old.admin("/healthz") == (200, "ok\n")
+            # 4. and a good one afterwards still works
+            mark = len(old.stderr())
+            new_pid = upgrade(old, mark)
+            assert old.proc.wait(15 * SLOWDOWN) == 0
+            time.sleep(0.3)
+            load.stop()
+            load.assert_clean()
+        finally:
+            load.stop()
+            if new_pid:
+                os.kill(new_pid, signal.SIGTERM)
+                assert wait_pid(new_pid, 15) == 0
+            if old.proc.poll() is None:
+                old.stop()
+        old.check_stderr()
