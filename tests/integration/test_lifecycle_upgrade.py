@@ -54,20 +54,23 @@ def test_sigusr2_upgrade_under_load(tmp_path, backend):
     b = backend()
     mdir, binary = setup_dir(tmp_path, b.port)
     with subreaper():
-        old = Proc(binary, tmp_path, mdir, workers=2,
+        old = Proc(binary, tmp_path, mdir, workers=1,
                    args=["--shutdown-grace-period", "1"])
         new_pid = newer_pid = None
         load = Load(old.port, conns=16).start()
         try:
             time.sleep(0.5)
-            # The binary file is replaced first, as a package upgrade does.
-            replace_binary(binary, source=TIDEGATE)
+            # The file at the binary's path is replaced first, as a package
+            # upgrade does; the new one runs 2 workers (more than the old
+            # process's sockets: the second opens one more in the group).
+            replace_binary(binary, script=f"#!/bin/sh\nexec {TIDEGATE} \"$@\" --workers 2\n")
             mark = len(old.stderr())
             new_pid = upgrade(old, mark)
             # The old process drains and exits 0; the new one serves.
             assert old.proc.wait(15 * SLOWDOWN) == 0
             log = old.stderr()
-            assert f"adopted 2 listening sockets on port {old.port}" in log, log[-3000:]
+            assert f"adopted 1 listening socket on port {old.port}" in log, log[-3000:]
+            assert f"serving http on port {old.port} (2 workers)" in log, log[-3000:]
             ok_before = load.ok
             time.sleep(0.5)
             assert load.ok > ok_before  # still served, by the new process alone
@@ -108,7 +111,7 @@ def test_failed_upgrade_keeps_the_old_process_serving(tmp_path, backend):
     b = backend()
     mdir, binary = setup_dir(tmp_path, b.port)
     with subreaper():
-        old = Proc(binary, tmp_path, mdir, workers=2)
+        old = Proc(binary, tmp_path, mdir, workers=3)
         load = Load(old.port, conns=8).start()
         new_pid = None
         try:
@@ -117,8 +120,10 @@ def test_failed_upgrade_keeps_the_old_process_serving(tmp_path, backend):
             replace_binary(binary, script="#!/bin/sh\necho 'broken build' >&2\nexit 3\n")
             mark = len(old.stderr())
             old.proc.send_signal(signal.SIGUSR2)
-            m = old.wait_log(r"upgrade failed: new process \d+ exited with status 3 before it was "
-                             r"ready; this process keeps serving", after=mark)
+            # (the script may exit before or after it was handed the sockets)
+            old.wait_log(r"upgrade failed: new process \d+ exited with status 3 before it was "
+                         r"ready( \(handing the sockets over failed: .*\))?; this process keeps "
+                         r"serving", after=mark)
             assert "broken build" in old.stderr()[mark:]
             # 2. no binary at all
             os.unlink(binary)
@@ -136,10 +141,24 @@ def test_failed_upgrade_keeps_the_old_process_serving(tmp_path, backend):
             replace_binary(binary, source=TIDEGATE)
             assert old.proc.poll() is None
             assert old.admin("/healthz") == (200, "ok\n")
-            # 4. and a good one afterwards still works
+            # 4. a good one afterwards still works, even with fewer workers
+            #    (a wrapper at the binary's path adds --workers 1): its one
+            #    worker accepts on all 3 sockets of the old process ...
+            replace_binary(binary, script=f"#!/bin/sh\nexec {TIDEGATE} \"$@\" --workers 1\n")
             mark = len(old.stderr())
             new_pid = upgrade(old, mark)
             assert old.proc.wait(15 * SLOWDOWN) == 0
+            assert f"adopted 3 listening sockets on port {old.port}" in old.stderr()[mark:]
+            time.sleep(0.3)
+            # ... and hands all 3 on in turn (it runs the real binary now:
+            # /proc/self/exe, with the same arguments, so 1 worker again)
+            mark = len(old.stderr())
+            os.kill(new_pid, signal.SIGUSR2)
+            m = old.wait_log(rf"upgrade: pid (\d+) is ready; this process \(pid {new_pid}\)",
+                             after=mark, watch=False)
+            assert wait_pid(new_pid, 15) == 0
+            new_pid = int(m.group(1))
+            assert f"adopted 3 listening sockets on port {old.port}" in old.stderr()[mark:]
             time.sleep(0.3)
             load.stop()
             load.assert_clean()
