@@ -14,6 +14,7 @@
  * them before calling the datapath):
  *   TG_MAX_VIPS       VIP:port:protocol entries, and the range of vip ids
  *   TG_MAX_REALS      distinct reals (addresses) across all VIPs, range of real ids
+ *   TG_MAX_PAIRS      (VIP, real) counter slots, allocated by src/l4/datapath.c
  *   TG_RING_SIZE_MAX  largest Maglev table per VIP
  *   TG_DECAP_MAX_VIPS VIP addresses one `tidegate decap` accepts
  *
@@ -39,6 +40,7 @@
 
 #define TG_MAX_VIPS	      512u     /* vip ids are 0 .. TG_MAX_VIPS-1 */
 #define TG_MAX_REALS	      4096u    /* real ids are 0 .. TG_MAX_REALS-1 */
+#define TG_MAX_PAIRS	      65536u   /* (VIP, real) counter slots, see tg_pair_stats */
 #define TG_RING_SIZE_DEFAULT  65537u   /* Maglev table size when config says none */
 #define TG_RING_SIZE_MAX      4194301u /* same bound as src/l4/maglev.h */
 #define TG_FLOW_TABLE_DEFAULT 262144u  /* flow entries, split across CPUs */
@@ -104,7 +106,7 @@ struct tg_vip_info {
 	__u32 vip_id;	      /* own id, slot in tg_maglev and tg_vip_stats (< TG_MAX_VIPS) */
 	__u32 flags;	      /* TG_VIP_F_* */
 	__u32 idle_timeout_s; /* flow entry older than this is a new flow (> 0) */
-	__u32 pad;	      /* explicit padding, zero */
+	__u32 flow_tag;	      /* stands for the VIP in flow keys (see tg_flow4_key); never 0 */
 };
 _Static_assert(sizeof(struct tg_vip_info) == 16, "tg_vip_info layout");
 
@@ -130,15 +132,63 @@ _Static_assert(sizeof(struct tg_real) == 20, "tg_real layout");
  * slot replacement (a size kept elsewhere could disagree with the table for a
  * moment and index past its end):
  *   key 0            the ring size M (prime)
- *   key 1 .. M       real id of Maglev slot 0 .. M-1 (TG_REAL_NONE for none)
+ *   key 1 .. M       target of Maglev slot 0 .. M-1: real id in the low 16
+ *                    bits, (VIP, real) counter slot (tg_pair_stats) in the
+ *                    high 16 (TG_REAL_NONE for none: its real part is 0xffff)
  * The inner map therefore has M + 1 entries; BPF_F_INNER_MAP lets every VIP's
- * inner map have its own size.
+ * inner map have its own size. User space (tg_dp_maglev_swap) is given plain
+ * real ids and adds the pair slots.
  */
 #define TG_RING_SIZE_KEY 0u
 
-/* ---- flow table (tg_flows: LRU_HASH tg_flow_key -> tg_flow_val) --------- */
+TG_ABI_INLINE __u32 tg_ring_target(__u32 real_id, __u32 pair_id)
+{
+	return (pair_id << 16) | (real_id & 0xffffu);
+}
+TG_ABI_INLINE __u32 tg_ring_real(__u32 target)
+{
+	return target & 0xffffu; /* >= TG_MAX_REALS: no real */
+}
+TG_ABI_INLINE __u32 tg_ring_pair(__u32 target)
+{
+	return target >> 16;
+}
+_Static_assert(TG_MAX_REALS <= 0xffffu && TG_MAX_PAIRS <= 0x10000u, "ring target packing");
 
-/* The client->VIP 5-tuple. Also the input of tg_flow_hash. */
+/* ---- flow tables (tg_flows4 / tg_flows6: LRU_HASH) ------------------------ */
+
+/*
+ * The flow-table lookup was the largest single cost of the fast path (a
+ * kernel hash lookup here costs ~35 ns with the 40-byte 5-tuple key: jhash
+ * plus memcmp over every byte). So each family has its own map with a
+ * compact key, and the VIP's destination address, port and protocol are
+ * replaced by the VIP's flow tag: a 32-bit number user space assigns afresh
+ * (never 0, not handed out again before 2^32 more VIP changes) whenever a
+ * vip id gets a new address:port:protocol. A tag names exactly one VIP, so
+ * (client address, client port, tag) names exactly one flow; entries of a
+ * deleted or moved VIP can never match again and age out of the LRU. So a
+ * VIP deleted and set again starts with no established flows: each is
+ * re-picked through Maglev (the same real unless the table changed).
+ */
+struct tg_flow4_key {
+	__u32 src;     /* client address, network byte order */
+	__u32 vip_tag; /* tg_vip_info.flow_tag of the VIP */
+	__u16 sport;   /* client port, network byte order */
+	__u16 pad;     /* explicit padding, zero (part of the key) */
+};
+_Static_assert(sizeof(struct tg_flow4_key) == 12, "tg_flow4_key layout");
+
+struct tg_flow6_key {
+	__u32 src[4];  /* client address, network byte order */
+	__u32 vip_tag; /* tg_vip_info.flow_tag of the VIP */
+	__u16 sport;   /* client port, network byte order */
+	__u16 pad;     /* explicit padding, zero (part of the key) */
+};
+_Static_assert(sizeof(struct tg_flow6_key) == 24, "tg_flow6_key layout");
+
+/* The client->VIP 5-tuple: the input of tg_flow_hash (the Maglev pick must
+ * agree across balancer nodes, so it hashes addresses, never tags), and how
+ * user space names a flow (tg_dp_flow_get). */
 struct tg_flow_key {
 	__u32 src[4]; /* client address, network byte order (v4 in src[0]) */
 	__u32 dst[4]; /* VIP address, network byte order (v4 in dst[0]) */
@@ -146,17 +196,61 @@ struct tg_flow_key {
 	__u16 dport;  /* VIP port, network byte order */
 	__u8 proto;   /* IPPROTO_TCP or IPPROTO_UDP */
 	__u8 family;  /* TG_FAMILY_V4 or TG_FAMILY_V6 */
-	__u8 pad[2];  /* explicit padding, zero (part of the hash key) */
+	__u8 pad[2];  /* explicit padding, zero */
 };
 _Static_assert(sizeof(struct tg_flow_key) == 40, "tg_flow_key layout");
+
+/*
+ * last_seen_ns is not written on every packet: packets reach the flow table
+ * at most once per TG_FLOW_SYNC_NS per flow and CPU (see tg_flow_cache), so
+ * it lags the flow's latest packet by up to that much. To never expire a
+ * flow earlier than configured, an entry counts as idle only when
+ * now - last_seen_ns > idle timeout + TG_FLOW_SYNC_NS: a flow expires
+ * between its idle timeout and idle timeout + 0.25 s after its last packet.
+ */
+#define TG_FLOW_SYNC_NS 250000000ull /* 0.25 s */
 
 /* Where an established flow goes, and when it was last seen. */
 struct tg_flow_val {
 	__u32 real_id;	    /* real chosen when the flow started */
-	__u32 hash;	    /* tg_flow_hash of the key, kept so a hit needs no rehash */
+	__u32 hash;	    /* tg_flow_hash of the 5-tuple, kept so a hit needs no rehash */
 	__u64 last_seen_ns; /* datapath clock: jiffies x ns-per-jiffy (see cfg_ns_per_jiffy) */
+	__u32 pair_id;	    /* counter slot of (VIP, real) in tg_pair_stats */
+	__u32 pad;	    /* explicit padding, zero */
 };
-_Static_assert(sizeof(struct tg_flow_val) == 16, "tg_flow_val layout");
+_Static_assert(sizeof(struct tg_flow_val) == 24, "tg_flow_val layout");
+
+/* ---- per-CPU flow cache (tg_flow_cache: PERCPU_ARRAY) ---------------------- */
+
+/*
+ * Even a compact-key hash lookup costs more than the rest of the fast path.
+ * Each CPU therefore keeps a direct-mapped cache of the flows it forwarded,
+ * in a PERCPU_ARRAY (inlined lookup, no lock, no shared cache line):
+ * slot = tg_flow_cache_slot(client address, client port, VIP tag). A packet
+ * whose slot holds its flow, synced with the flow table less than
+ * TG_FLOW_SYNC_NS ago, and whose real is still valid, is forwarded from the
+ * cache alone. Anything else (empty or other flow in the slot, sync older
+ * than that, real gone) goes through the flow table, which stays the one
+ * truth every CPU shares: it refreshes last_seen_ns and its LRU position,
+ * applies the idle timeout, re-picks gone reals, and the slot is rewritten
+ * from it. Colliding flows only cost the flow-table lookup they would have
+ * cost anyway. User space never reads the cache; it clears a flow's slot
+ * on every CPU when it rewrites that flow's entry (tg_dp_flow_set).
+ */
+#define TG_FLOW_CACHE_SLOTS 16384u /* per CPU, power of two: 768 KiB per CPU */
+
+struct tg_flow_cache {
+	__u32 src[4];	 /* client address (v4 in src[0]; v6 entries compare all four) */
+	__u32 vip_tag;	 /* VIP flow tag; 0 = empty slot (tags are never 0) */
+	__u16 sport;	 /* client port, network byte order */
+	__u16 pad;	 /* explicit padding, zero */
+	__u32 real_id;	 /* the flow's real, as in its flow-table entry */
+	__u32 pair_id;	 /* counter slot of (VIP, real) */
+	__u32 hash;	 /* tg_flow_hash of the 5-tuple */
+	__u32 pad2;	 /* explicit padding, zero */
+	__u64 synced_ns; /* when the flow table last confirmed this entry */
+};
+_Static_assert(sizeof(struct tg_flow_cache) == 48, "tg_flow_cache layout");
 
 /* ---- new-flow rate guard (tg_rate: PERCPU_ARRAY, 1 entry) --------------- */
 
@@ -195,9 +289,15 @@ _Static_assert(sizeof(struct tg_nexthop) == 32, "tg_nexthop layout");
 /* ---- counters ------------------------------------------------------------ */
 
 /* Packets and bytes (bytes = frame length as received, before encapsulation).
- * tg_vip_stats is indexed by vip id, tg_real_stats by real id; both PERCPU. */
+ * tg_vip_stats is indexed by vip id, tg_pair_stats by (VIP, real) pair slot;
+ * both PERCPU. Pair slots are allocated by user space (src/l4/datapath.c)
+ * for each real a VIP's Maglev tables name and travel with the ring entry
+ * and the flow entry, so the datapath counts a packet under its VIP and real
+ * with one update. Slot 0 is "unattributed": used when all TG_MAX_PAIRS - 1
+ * slots are taken (1 MiB of counters per CPU: about 64 VIPs x 1024 reals,
+ * the configuration's limits). Per-real totals are sums of pair slots. */
 struct tg_counter {
-	__u64 packets; /* packets forwarded to (or for) this VIP / real */
+	__u64 packets; /* packets forwarded for this VIP / (VIP, real) pair */
 	__u64 bytes;   /* their frame bytes */
 };
 _Static_assert(sizeof(struct tg_counter) == 16, "tg_counter layout");
@@ -292,19 +392,29 @@ TG_ABI_INLINE __u32 tg_hash_final(__u32 h)
 	return h;
 }
 
-/* First slot of a VIP's probe sequence in tg_vip_slots. */
+/* First slot of a VIP's probe sequence in tg_vip_slots: the key's words
+ * folded (rotated so swapped words differ) and finalised. Weaker than a
+ * full murmur3 over the key, which cost ~10 ns per packet; the table holds
+ * operator-chosen keys at <= 25% load with TG_VIP_PROBES of slack, and a
+ * lookup probes at most TG_VIP_PROBES slots whatever the packet says. */
 TG_ABI_INLINE __u32 tg_vip_slot_hash(const struct tg_vip_key *k)
 {
 	__u32 w;
-	__u32 h = TG_HASH_SEED;
 
-	h = tg_hash_mix(h, k->addr[0]);
-	h = tg_hash_mix(h, k->addr[1]);
-	h = tg_hash_mix(h, k->addr[2]);
-	h = tg_hash_mix(h, k->addr[3]);
 	__builtin_memcpy(&w, &k->port, 4); /* port, proto, family */
-	h = tg_hash_mix(h, w);
-	return tg_hash_final(h) & (TG_VIP_SLOTS - 1);
+	w ^= k->addr[0] ^ tg_rotl32(k->addr[1], 8) ^ tg_rotl32(k->addr[2], 16) ^
+	     tg_rotl32(k->addr[3], 24);
+	return tg_hash_final(w ^ TG_HASH_SEED) & (TG_VIP_SLOTS - 1);
+}
+
+/* Slot of a flow in tg_flow_cache from its client address folded to one
+ * word (v4: the address; v6: the xor of its four words), client port and
+ * VIP tag. */
+TG_ABI_INLINE __u32 tg_flow_cache_slot(__u32 src_fold, __u16 sport, __u32 vip_tag)
+{
+	__u32 h = src_fold ^ (vip_tag * 0x9e3779b1u) ^ ((__u32)sport << 16);
+
+	return tg_hash_final(h) & (TG_FLOW_CACHE_SLOTS - 1);
 }
 
 /*

@@ -7,8 +7,9 @@
  *           skipped) or IPv6, then TCP/UDP ports, all through a bounds-checked
  *           cursor. Anything not addressed to a configured VIP:port:protocol
  *           is XDP_PASS, byte for byte untouched.
- *   pick    flow table (client 5-tuple -> real) first; on a miss, an idle
- *           entry or an entry whose real is gone, the VIP's Maglev table.
+ *   pick    this CPU's flow cache, then the flow table (client address, port
+ *           and VIP -> real); on a miss, an idle entry or an entry whose real
+ *           is gone, the VIP's Maglev table (abi.h: flow tables, flow cache).
  *   send    IPIP / IP6IP6 encapsulation towards the real, or (l2 mode) a MAC
  *           rewrite; next hop and MACs from bpf_fib_lookup on the real's
  *           address; XDP_TX when the FIB says "out the way it came in"
@@ -134,7 +135,8 @@ struct {
 } tg_maglev SEC(".maps");
 
 /*
- * Established flows: client 5-tuple -> real + last-seen time.
+ * Established flows: (client address, client port, VIP tag) -> real +
+ * last-seen time; one map per family so each has a compact key (abi.h).
  *
  * LRU_HASH with BPF_F_NO_COMMON_LRU rather than LRU_PERCPU_HASH. Both keep
  * the LRU bookkeeping per CPU (no global LRU lock on insert), but:
@@ -147,15 +149,32 @@ struct {
  *    sees, while each CPU evicts from its own LRU list (of
  *    max_entries / nr_cpus nodes). A flow seen on two CPUs stays on one
  *    real; the cost is a shared cache line for that rare flow's last_seen.
- * Size set by user space before load (tg_dp_opts_t.flow_table_entries).
+ * Each map's size is set by user space before load
+ * (tg_dp_opts_t.flow_table_entries, per family).
  */
 struct {
 	__uint(type, BPF_MAP_TYPE_LRU_HASH);
 	__uint(map_flags, BPF_F_NO_COMMON_LRU);
 	__uint(max_entries, TG_FLOW_TABLE_DEFAULT);
-	__type(key, struct tg_flow_key);
+	__type(key, struct tg_flow4_key);
 	__type(value, struct tg_flow_val);
-} tg_flows SEC(".maps");
+} tg_flows4 SEC(".maps");
+
+struct {
+	__uint(type, BPF_MAP_TYPE_LRU_HASH);
+	__uint(map_flags, BPF_F_NO_COMMON_LRU);
+	__uint(max_entries, TG_FLOW_TABLE_DEFAULT);
+	__type(key, struct tg_flow6_key);
+	__type(value, struct tg_flow_val);
+} tg_flows6 SEC(".maps");
+
+/* Per-CPU direct-mapped cache in front of the flow tables (abi.h). */
+struct {
+	__uint(type, BPF_MAP_TYPE_PERCPU_ARRAY);
+	__uint(max_entries, TG_FLOW_CACHE_SLOTS);
+	__type(key, __u32);
+	__type(value, struct tg_flow_cache);
+} tg_flow_cache SEC(".maps");
 
 /* Per-CPU cache of bpf_fib_lookup answers per real (see abi.h). */
 struct {
@@ -181,13 +200,13 @@ struct {
 	__type(value, struct tg_counter);
 } tg_vip_stats SEC(".maps");
 
-/* Per-real packet/byte counters, indexed by real id. */
+/* Per-(VIP, real) packet/byte counters, indexed by pair slot (abi.h). */
 struct {
 	__uint(type, BPF_MAP_TYPE_PERCPU_ARRAY);
-	__uint(max_entries, TG_MAX_REALS);
+	__uint(max_entries, TG_MAX_PAIRS);
 	__type(key, __u32);
 	__type(value, struct tg_counter);
-} tg_real_stats SEC(".maps");
+} tg_pair_stats SEC(".maps");
 
 /* Event counters by enum tg_stat (verdict reasons, flow-table events). */
 struct {
@@ -252,6 +271,13 @@ struct pkt {
 	__u8 pad[2];		/* unused */
 };
 
+/* Where a packet goes: what the flow cache, flow table or Maglev said. */
+struct route {
+	__u32 real_id; /* the real */
+	__u32 pair_id; /* counter slot of (VIP, real) */
+	__u32 hash;    /* tg_flow_hash of the 5-tuple */
+};
+
 /* A real is usable when its slot is valid; ids beyond the map are not. */
 static __always_inline struct tg_real *real_get(__u32 id)
 {
@@ -265,7 +291,8 @@ static __always_inline struct tg_real *real_get(__u32 id)
 	return r;
 }
 
-/* Real id from the VIP's Maglev ring, or TG_REAL_NONE. */
+/* Ring target (real id + pair slot, abi.h) from the VIP's Maglev ring, or
+ * TG_REAL_NONE. */
 static __always_inline __u32 maglev_pick(__u32 vip_id, __u32 hash)
 {
 	__u32 key = TG_RING_SIZE_KEY, *size, *id;
@@ -302,36 +329,132 @@ static __always_inline bool guard_allows(__u64 now)
 	return true;
 }
 
+static __always_inline bool is_v6(const struct pkt *p)
+{
+	return ENABLE_IPV6 && p->key.family == TG_FAMILY_V6;
+}
+
+/* The flow-table entry of p's flow (abi.h: flow tables), or NULL. */
+static __always_inline struct tg_flow_val *flow_lookup(const struct pkt *p, __u32 tag)
+{
+	if (is_v6(p)) {
+		struct tg_flow6_key k6 = {.vip_tag = tag, .sport = p->key.sport};
+
+		__builtin_memcpy(k6.src, p->key.src, 16);
+		return bpf_map_lookup_elem(&tg_flows6, &k6);
+	}
+	struct tg_flow4_key k4 = {.src = p->key.src[0], .vip_tag = tag, .sport = p->key.sport};
+
+	return bpf_map_lookup_elem(&tg_flows4, &k4);
+}
+
+static __always_inline void flow_insert(const struct pkt *p, __u32 tag, const struct tg_flow_val *v)
+{
+	if (is_v6(p)) {
+		struct tg_flow6_key k6 = {.vip_tag = tag, .sport = p->key.sport};
+
+		__builtin_memcpy(k6.src, p->key.src, 16);
+		bpf_map_update_elem(&tg_flows6, &k6, v, BPF_ANY);
+		return;
+	}
+	struct tg_flow4_key k4 = {.src = p->key.src[0], .vip_tag = tag, .sport = p->key.sport};
+
+	bpf_map_update_elem(&tg_flows4, &k4, v, BPF_ANY);
+}
+
+/* This CPU's flow-cache slot for p's flow (abi.h: flow cache). */
+static __always_inline struct tg_flow_cache *cache_slot(const struct pkt *p, __u32 tag)
+{
+	__u32 fold = p->key.src[0];
+	__u32 slot;
+
+	if (is_v6(p))
+		fold ^= p->key.src[1] ^ p->key.src[2] ^ p->key.src[3];
+	slot = tg_flow_cache_slot(fold, p->key.sport, tag);
+	return bpf_map_lookup_elem(&tg_flow_cache, &slot);
+}
+
+/* True when the slot holds p's flow. Tags are unique per VIP and a VIP has
+ * one family, so an IPv4 flow compares only src[0]. */
+static __always_inline bool cache_match(const struct tg_flow_cache *c, const struct pkt *p,
+					__u32 tag)
+{
+	if (c->vip_tag != tag || c->sport != p->key.sport || c->src[0] != p->key.src[0])
+		return false;
+	if (is_v6(p))
+		return c->src[1] == p->key.src[1] && c->src[2] == p->key.src[2] &&
+		       c->src[3] == p->key.src[3];
+	return true;
+}
+
+static __always_inline void cache_fill(struct tg_flow_cache *c, const struct pkt *p, __u32 tag,
+				       const struct route *rt, __u64 now)
+{
+	if (!c)
+		return;
+	__builtin_memcpy(c->src, p->key.src, 16);
+	c->vip_tag = tag;
+	c->sport = p->key.sport;
+	c->real_id = rt->real_id;
+	c->pair_id = rt->pair_id;
+	c->hash = rt->hash;
+	c->synced_ns = now;
+}
+
 /*
  * Chooses the real for p's flow and keeps the flow table current.
- * A live entry whose real is valid wins (that is how draining reals keep
- * their flows). An entry idle longer than the VIP's timeout counts as a new
- * flow; an entry whose real is gone is re-picked. Both are rewritten in place
- * (no new LRU node, so the rate guard does not apply). A miss inserts a new
- * entry unless the guard refuses. ICMP errors only read the table.
- * Returns the real or NULL (drop_no_real); *real_id receives its id and
- * *hash the flow hash (from the entry on a hit: no rehash on the fast path).
+ * Fast path: this CPU's flow cache holds the flow, synced with the flow
+ * table less than TG_FLOW_SYNC_NS ago, and its real is valid; nothing is
+ * written. Otherwise the flow table decides: a live entry whose real is
+ * valid wins (that is how draining reals keep their flows) and gets its
+ * last-seen time refreshed. An entry idle longer than the VIP's timeout
+ * (+ TG_FLOW_SYNC_NS, abi.h) counts as a new flow; an entry whose real is
+ * gone is re-picked. Both are rewritten in place (no new LRU node, so the
+ * rate guard does not apply). A miss inserts a new entry unless the guard
+ * refuses. Every entry written to the table is also written to the cache.
+ * ICMP errors (lookup_only) only read the table, never the cache.
+ * Returns the real or NULL (drop_no_real), and fills *rt.
  */
 static __always_inline struct tg_real *pick_real(struct pkt *p, const struct tg_vip_info *vip,
-						 __u32 *hash, __u32 *real_id)
+						 struct route *rt)
 {
 	__u64 now = p->now;
-	__u64 timeout = (__u64)vip->idle_timeout_s * NSEC_PER_SEC;
-	struct tg_flow_val *fv = bpf_map_lookup_elem(&tg_flows, &p->key);
+	__u32 tag = vip->flow_tag;
+	struct tg_flow_cache *c = NULL;
+	struct tg_flow_val *fv;
 	struct tg_real *r;
-	__u32 id;
+	__u32 target;
 
-	if (fv) {
-		/* Signed: another CPU may have stored a slightly later time. */
-		if ((__s64)(now - fv->last_seen_ns) <= (__s64)timeout) {
-			id = fv->real_id;
-			r = real_get(id);
+	if (!p->lookup_only) {
+		c = cache_slot(p, tag);
+		if (c && cache_match(c, p, tag) && now - c->synced_ns < TG_FLOW_SYNC_NS) {
+			r = real_get(c->real_id);
 			if (r) {
 				stat_inc(TG_STAT_FLOW_HIT);
-				if (!p->lookup_only)
+				rt->real_id = c->real_id;
+				rt->pair_id = c->pair_id;
+				rt->hash = c->hash;
+				return r;
+			}
+		}
+	}
+
+	fv = flow_lookup(p, tag);
+	if (fv) {
+		__u64 idle = (__u64)vip->idle_timeout_s * NSEC_PER_SEC + TG_FLOW_SYNC_NS;
+
+		/* Signed: another CPU may have stored a slightly later time. */
+		if ((__s64)(now - fv->last_seen_ns) <= (__s64)idle) {
+			rt->real_id = fv->real_id;
+			r = real_get(rt->real_id);
+			if (r) {
+				stat_inc(TG_STAT_FLOW_HIT);
+				rt->pair_id = fv->pair_id;
+				rt->hash = fv->hash;
+				if (!p->lookup_only) {
 					fv->last_seen_ns = now;
-				*real_id = id;
-				*hash = fv->hash;
+					cache_fill(c, p, tag, rt, now);
+				}
 				return r;
 			}
 			stat_inc(TG_STAT_FLOW_REPICK_GONE);
@@ -342,25 +465,31 @@ static __always_inline struct tg_real *pick_real(struct pkt *p, const struct tg_
 		stat_inc(TG_STAT_FLOW_MISS);
 	}
 
-	*hash = tg_flow_hash(&p->key, vip->flags);
-	id = maglev_pick(vip->vip_id, *hash);
-	r = real_get(id);
-	if (!r || p->lookup_only) {
-		*real_id = id;
+	rt->hash = tg_flow_hash(&p->key, vip->flags);
+	target = maglev_pick(vip->vip_id, rt->hash);
+	rt->real_id = tg_ring_real(target);
+	rt->pair_id = tg_ring_pair(target);
+	r = real_get(rt->real_id);
+	if (!r || p->lookup_only)
 		return r;
-	}
 	if (fv) {
-		fv->real_id = id;
-		fv->hash = *hash;
+		fv->real_id = rt->real_id;
+		fv->pair_id = rt->pair_id;
+		fv->hash = rt->hash;
 		fv->last_seen_ns = now;
 	} else if (guard_allows(now)) {
-		struct tg_flow_val nv = {.real_id = id, .hash = *hash, .last_seen_ns = now};
+		struct tg_flow_val nv = {.real_id = rt->real_id,
+					 .hash = rt->hash,
+					 .last_seen_ns = now,
+					 .pair_id = rt->pair_id};
 
-		bpf_map_update_elem(&tg_flows, &p->key, &nv, BPF_ANY);
+		flow_insert(p, tag, &nv);
 	} else {
+		/* Not tracked: not cached either, so the guard sees it again. */
 		stat_inc(TG_STAT_FLOW_GUARD_SKIP);
+		return r;
 	}
-	*real_id = id;
+	cache_fill(c, p, tag, rt, now);
 	return r;
 }
 
@@ -378,8 +507,15 @@ static __always_inline __u16 ip4_csum(const struct iphdr *ip)
 	return (__u16)~sum;
 }
 
-/* Writes the FIB's MACs into the frame and sends it where the FIB said. */
-static __always_inline int fib_send(struct xdp_md *ctx, const struct bpf_fib_lookup *fib)
+/* Where the FIB (or the next-hop cache) sends a packet. */
+struct hop {
+	__u32 ifindex; /* egress interface */
+	__u8 smac[6];  /* egress interface's MAC */
+	__u8 dmac[6];  /* next hop's MAC */
+};
+
+/* Writes the next hop's MACs into the frame and sends it out its interface. */
+static __always_inline int hop_send(struct xdp_md *ctx, const struct hop *hop)
 {
 	void *data = (void *)(long)ctx->data;
 	void *end = (void *)(long)ctx->data_end;
@@ -387,50 +523,72 @@ static __always_inline int fib_send(struct xdp_md *ctx, const struct bpf_fib_loo
 
 	if ((void *)(eth + 1) > end)
 		return verdict(XDP_DROP, TG_STAT_DROP_ENCAP);
-	__builtin_memcpy(eth->h_dest, fib->dmac, 6);
-	__builtin_memcpy(eth->h_source, fib->smac, 6);
-	if (fib->ifindex == ctx->ingress_ifindex)
+	__builtin_memcpy(eth->h_dest, hop->dmac, 6);
+	__builtin_memcpy(eth->h_source, hop->smac, 6);
+	if (hop->ifindex == ctx->ingress_ifindex)
 		return verdict(XDP_TX, TG_STAT_FWD_TX);
 	stat_inc(TG_STAT_FWD_REDIRECT);
-	return bpf_redirect(fib->ifindex, 0);
+	return bpf_redirect(hop->ifindex, 0);
 }
 
 /*
- * bpf_fib_lookup through the per-CPU next-hop cache (tg_nexthop, abi.h).
- * fib comes filled for a lookup; on success it holds egress ifindex and
- * MACs whether they came from the cache or the kernel.
+ * Next hop towards real_id for a packet of L3 length len, through the
+ * per-CPU next-hop cache (tg_nexthop, abi.h); bpf_fib_lookup (src -> dst,
+ * 4 or 16 address bytes by family) only when the cache has no fresh answer
+ * for this length. Returns a BPF_FIB_LKUP_RET_* code; *hop is filled on
+ * success.
  */
 static __always_inline int nexthop(struct xdp_md *ctx, const struct pkt *p, __u32 real_id,
-				   struct bpf_fib_lookup *fib)
+				   __u8 family, const void *src, const void *dst, __u32 len,
+				   struct hop *hop)
 {
 	struct tg_nexthop *nh = bpf_map_lookup_elem(&tg_nexthop, &real_id);
-	__u16 len = fib->tot_len;
+	__u32 in_ifindex = ctx->ingress_ifindex;
 	bool fresh;
 	int rc;
 
-	fresh = nh && nh->checked_ns && nh->in_ifindex == ctx->ingress_ifindex &&
+	fresh = nh && nh->checked_ns && nh->in_ifindex == in_ifindex &&
 		p->now - nh->checked_ns < TG_NEXTHOP_TTL_NS;
 	if (fresh && len <= nh->ok_len) {
-		fib->ifindex = nh->out_ifindex;
-		__builtin_memcpy(fib->smac, nh->smac, 6);
-		__builtin_memcpy(fib->dmac, nh->dmac, 6);
+		hop->ifindex = nh->out_ifindex;
+		__builtin_memcpy(hop->smac, nh->smac, 6);
+		__builtin_memcpy(hop->dmac, nh->dmac, 6);
 		return BPF_FIB_LKUP_RET_SUCCESS;
 	}
-	rc = bpf_fib_lookup(ctx, fib, sizeof(*fib), 0);
-	if (rc != BPF_FIB_LKUP_RET_SUCCESS || !nh)
+	/* Only now: zeroing the 64-byte request is itself a cost on the hit path. */
+	struct bpf_fib_lookup fib = {};
+
+	fib.ifindex = in_ifindex;
+	fib.tot_len = (__u16)len;
+	if (family == TG_FAMILY_V4) {
+		fib.family = AF_INET;
+		__builtin_memcpy(&fib.ipv4_src, src, 4);
+		__builtin_memcpy(&fib.ipv4_dst, dst, 4);
+	} else {
+		fib.family = AF_INET6;
+		__builtin_memcpy(fib.ipv6_src, src, 16);
+		__builtin_memcpy(fib.ipv6_dst, dst, 16);
+	}
+	rc = bpf_fib_lookup(ctx, &fib, sizeof(fib), 0);
+	if (rc != BPF_FIB_LKUP_RET_SUCCESS)
 		return rc;
-	if (fresh && nh->out_ifindex == fib->ifindex) {
+	hop->ifindex = fib.ifindex;
+	__builtin_memcpy(hop->smac, fib.smac, 6);
+	__builtin_memcpy(hop->dmac, fib.dmac, 6);
+	if (!nh)
+		return rc;
+	if (fresh && nh->out_ifindex == fib.ifindex) {
 		/* Same route, longer packet: it passed the MTU check too. */
 		if (len > nh->ok_len)
-			nh->ok_len = len;
+			nh->ok_len = (__u16)len;
 	} else {
 		nh->checked_ns = p->now;
-		nh->in_ifindex = ctx->ingress_ifindex;
-		nh->out_ifindex = fib->ifindex;
-		nh->ok_len = len;
+		nh->in_ifindex = in_ifindex;
+		nh->out_ifindex = fib.ifindex;
+		nh->ok_len = (__u16)len;
 	}
-	__builtin_memcpy(nh->smac, fib->smac, 6);
-	__builtin_memcpy(nh->dmac, fib->dmac, 6);
+	__builtin_memcpy(nh->smac, fib.smac, 6);
+	__builtin_memcpy(nh->dmac, fib.dmac, 6);
 	return rc;
 }
 
@@ -478,9 +636,9 @@ static __always_inline void *l2_move(struct xdp_md *ctx, __u32 gap, __u32 l2_len
  * frame before reassembly, so outer fragments could not be decapsulated),
  * TTL 64, source from the /16 base + flow hash; the inner packet is untouched. */
 static __always_inline int lb4_encap(struct xdp_md *ctx, struct pkt *p, const struct tg_real *r,
-				     __u32 real_id, __u32 hash)
+				     const struct route *rt)
 {
-	struct bpf_fib_lookup fib = {};
+	struct hop hop;
 	struct iphdr h = {};
 	struct iphdr *outer;
 	int rc;
@@ -492,16 +650,12 @@ static __always_inline int lb4_encap(struct xdp_md *ctx, struct pkt *p, const st
 	h.frag_off = bpf_htons(IP_DF);
 	h.ttl = TG_ENCAP_TTL;
 	h.protocol = IPPROTO_IPIP_;
-	h.saddr = tg_encap_src4(cfg_encap_src4, hash);
+	h.saddr = tg_encap_src4(cfg_encap_src4, rt->hash);
 	h.daddr = r->addr[0];
 	h.check = ip4_csum(&h);
 
-	fib.family = AF_INET;
-	fib.ifindex = ctx->ingress_ifindex;
-	fib.tot_len = p->l3_len + sizeof(h);
-	fib.ipv4_src = h.saddr;
-	fib.ipv4_dst = h.daddr;
-	rc = nexthop(ctx, p, real_id, &fib);
+	rc = nexthop(ctx, p, rt->real_id, TG_FAMILY_V4, &h.saddr, &h.daddr, p->l3_len + sizeof(h),
+		     &hop);
 	if (rc != BPF_FIB_LKUP_RET_SUCCESS && rc != BPF_FIB_LKUP_RET_NO_NEIGH)
 		return fib_check(rc);
 
@@ -516,16 +670,17 @@ static __always_inline int lb4_encap(struct xdp_md *ctx, struct pkt *p, const st
 	 * forwards it to the real and resolves the neighbour on the way. */
 	if (rc == BPF_FIB_LKUP_RET_NO_NEIGH)
 		return fib_check(rc);
-	return fib_send(ctx, &fib);
+	return hop_send(ctx, &hop);
 }
 
 #if ENABLE_IPV6
 /* IPv6-in-IPv6 towards r: hop limit 64, flow label from the flow hash (so
  * ECMP and the real's RSS spread flows), source from the /96 base + hash. */
 static __always_inline int lb6_encap(struct xdp_md *ctx, struct pkt *p, const struct tg_real *r,
-				     __u32 real_id, __u32 hash)
+				     const struct route *rt)
 {
-	struct bpf_fib_lookup fib = {};
+	__u32 hash = rt->hash;
+	struct hop hop;
 	struct ipv6hdr h = {};
 	struct ipv6hdr *outer;
 	__u32 vtcfl;
@@ -543,12 +698,8 @@ static __always_inline int lb6_encap(struct xdp_md *ctx, struct pkt *p, const st
 	h.saddr.in6_u.u6_addr32[3] = tg_encap_src6_low(hash);
 	__builtin_memcpy(&h.daddr, r->addr, 16);
 
-	fib.family = AF_INET6;
-	fib.ifindex = ctx->ingress_ifindex;
-	fib.tot_len = p->l3_len + sizeof(h);
-	__builtin_memcpy(fib.ipv6_src, &h.saddr, 16);
-	__builtin_memcpy(fib.ipv6_dst, &h.daddr, 16);
-	rc = nexthop(ctx, p, real_id, &fib);
+	rc = nexthop(ctx, p, rt->real_id, TG_FAMILY_V6, &h.saddr, &h.daddr, p->l3_len + sizeof(h),
+		     &hop);
 	if (rc != BPF_FIB_LKUP_RET_SUCCESS && rc != BPF_FIB_LKUP_RET_NO_NEIGH)
 		return fib_check(rc);
 
@@ -561,7 +712,7 @@ static __always_inline int lb6_encap(struct xdp_md *ctx, struct pkt *p, const st
 
 	if (rc == BPF_FIB_LKUP_RET_NO_NEIGH)
 		return fib_check(rc);
-	return fib_send(ctx, &fib);
+	return hop_send(ctx, &hop);
 }
 #endif
 
@@ -574,49 +725,38 @@ static __always_inline int lb6_encap(struct xdp_md *ctx, struct pkt *p, const st
 static __always_inline int lb_l2(struct xdp_md *ctx, struct pkt *p, const struct tg_real *r,
 				 __u32 real_id)
 {
-	struct bpf_fib_lookup fib = {};
+	struct hop hop;
 	int rc;
 
-	fib.ifindex = ctx->ingress_ifindex;
-	fib.tot_len = p->l3_len;
-	if (p->key.family == TG_FAMILY_V4) {
-		fib.family = AF_INET;
-		fib.ipv4_src = p->key.src[0];
-		fib.ipv4_dst = r->addr[0];
-	} else {
-		fib.family = AF_INET6;
-		__builtin_memcpy(fib.ipv6_src, p->key.src, 16);
-		__builtin_memcpy(fib.ipv6_dst, r->addr, 16);
-	}
-	rc = nexthop(ctx, p, real_id, &fib);
+	rc = nexthop(ctx, p, real_id, p->key.family, p->key.src, r->addr, p->l3_len, &hop);
 	if (rc != BPF_FIB_LKUP_RET_SUCCESS)
 		return fib_check(rc);
-	return fib_send(ctx, &fib);
+	return hop_send(ctx, &hop);
 }
 
 /* Common tail once the VIP is known: pick the real, count, forward. */
 static __always_inline int lb_forward(struct xdp_md *ctx, struct pkt *p,
 				      const struct tg_vip_info *vip)
 {
-	__u32 hash = 0, real_id = TG_REAL_NONE;
+	struct route rt;
 	struct tg_real *r;
 
 	p->now = bpf_jiffies64() * cfg_ns_per_jiffy;
-	r = pick_real(p, vip, &hash, &real_id);
+	r = pick_real(p, vip, &rt);
 
 	if (!r)
 		return verdict(XDP_DROP, TG_STAT_DROP_NO_REAL);
 	if (r->family != p->key.family)
 		return verdict(XDP_DROP, TG_STAT_DROP_FAMILY);
 	counter_add(&tg_vip_stats, vip->vip_id, p->frame_len);
-	counter_add(&tg_real_stats, real_id, p->frame_len);
+	counter_add(&tg_pair_stats, rt.pair_id, p->frame_len);
 	if (vip->flags & TG_VIP_F_L2)
-		return lb_l2(ctx, p, r, real_id);
+		return lb_l2(ctx, p, r, rt.real_id);
 #if ENABLE_IPV6
 	if (p->key.family == TG_FAMILY_V6)
-		return lb6_encap(ctx, p, r, real_id, hash);
+		return lb6_encap(ctx, p, r, &rt);
 #endif
-	return lb4_encap(ctx, p, r, real_id, hash);
+	return lb4_encap(ctx, p, r, &rt);
 }
 
 /* Ports of a TCP/UDP header: the first four bytes of both. */

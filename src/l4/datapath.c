@@ -1,9 +1,18 @@
 /*
  * datapath.c - loads bpf/balancer.bpf.c and programs its maps.
  *
- * The datapath keeps a shadow of what it wrote (each vip id's key, which real
- * ids are valid) so that moves and deletes need no map walks, and so the
- * control plane can stay the only owner of ids.
+ * The datapath keeps a shadow of what it wrote (each vip id's key and flow
+ * tag, which real ids are valid, which (VIP, real) pair slots exist) so that
+ * moves and deletes need no map walks, and so the control plane can stay the
+ * only owner of ids.
+ *
+ * Pair slots (bpf/abi.h, tg_pair_stats): tg_dp_maglev_swap gives every real
+ * a VIP's table names a slot for that (VIP, real), kept while the VIP lives
+ * so that flow entries naming it keep counting in the right place. Slots
+ * are freed when the VIP is deleted, or reclaimed when the pool runs out
+ * from reals that have been invalid longer than any idle timeout (no flow
+ * entry can still lead a packet to them). Counts of freed slots are added
+ * to their real's retired total, so per-real counters never go backwards.
  */
 #include "l4/datapath.h"
 
@@ -26,16 +35,30 @@
 #include <zlib.h>
 
 struct tg_dp {
-	struct tg_balancer *skel;		 /* loaded program and maps */
-	int link_fd;				 /* XDP bpf_link, -1 in test mode */
-	int ifindex;				 /* attached interface, 0 in test mode */
-	int ncpus;				 /* possible CPUs: per-CPU value count */
-	unsigned int hz;			 /* kernel HZ: the datapath clock's tick rate */
-	bool vip_used[TG_MAX_VIPS];		 /* vip id currently set */
-	struct tg_vip_key vip_keys[TG_MAX_VIPS]; /* key each set vip id is stored under */
-	uint32_t vip_slot[TG_MAX_VIPS];		 /* tg_vip_slots index of each set vip id */
-	uint8_t slot_state[TG_VIP_SLOTS];	 /* TG_VIP_SLOT_* as written to the map */
-	bool real_valid[TG_MAX_REALS];		 /* real id currently valid */
+	struct tg_balancer *skel;		    /* loaded program and maps */
+	int link_fd;				    /* XDP bpf_link, -1 in test mode */
+	int ifindex;				    /* attached interface, 0 in test mode */
+	int ncpus;				    /* possible CPUs: per-CPU value count */
+	unsigned int hz;			    /* kernel HZ: the datapath clock's tick rate */
+	bool vip_used[TG_MAX_VIPS];		    /* vip id currently set */
+	struct tg_vip_key vip_keys[TG_MAX_VIPS];    /* key each set vip id is stored under */
+	uint32_t vip_slot[TG_MAX_VIPS];		    /* tg_vip_slots index of each set vip id */
+	uint8_t slot_state[TG_VIP_SLOTS];	    /* TG_VIP_SLOT_* as written to the map */
+	bool real_valid[TG_MAX_REALS];		    /* real id currently valid */
+	uint32_t vip_tag[TG_MAX_VIPS];		    /* flow tag of each set vip id */
+	uint32_t next_tag;			    /* next flow tag to hand out (never 0) */
+	uint32_t max_idle_s;			    /* largest idle timeout ever set */
+	bool real_seen[TG_MAX_REALS];		    /* real id has had an address */
+	struct tg_real real_last[TG_MAX_REALS];	    /* address each real id last had */
+	uint64_t real_gone_ns[TG_MAX_REALS];	    /* CLOCK_MONOTONIC of invalidation */
+	tg_dp_counter_t real_retired[TG_MAX_REALS]; /* counts of its freed pair slots */
+	uint16_t *pair_of;		  /* [vip * TG_MAX_REALS + real] -> pair slot, 0 none */
+	uint16_t pair_vip[TG_MAX_PAIRS];  /* owner VIP of each used slot */
+	uint16_t pair_real[TG_MAX_PAIRS]; /* owner real of each used slot */
+	uint16_t pair_free[TG_MAX_PAIRS]; /* stack of free slots (1 .. TG_MAX_PAIRS-1) */
+	uint32_t n_pair_free;		  /* entries in pair_free */
+	bool pair_full_logged;		  /* "out of pair slots" said once */
+	uint32_t scratch[TG_MAX_REALS];	  /* tg_dp_maglev_swap: real -> ring target */
 };
 
 static const char *const stat_names[] = {
@@ -61,6 +84,105 @@ static int percpu_zero(tg_dp_t *dp, int fd, uint32_t key, size_t value_size)
 	rc = bpf_map_update_elem(fd, &key, zero, BPF_ANY) ? -errno : 0;
 	free(zero);
 	return rc;
+}
+
+/* Sums a per-CPU tg_counter. */
+static int counter_read(tg_dp_t *dp, int fd, uint32_t id, tg_dp_counter_t *out)
+{
+	struct tg_counter *v = calloc((size_t)dp->ncpus, sizeof(*v));
+	int rc = 0;
+
+	if (!v)
+		return -ENOMEM;
+	memset(out, 0, sizeof(*out));
+	if (bpf_map_lookup_elem(fd, &id, v)) {
+		rc = -errno;
+	} else {
+		for (int c = 0; c < dp->ncpus; c++) {
+			out->packets += v[c].packets;
+			out->bytes += v[c].bytes;
+		}
+	}
+	free(v);
+	return rc;
+}
+
+static uint64_t now_mono_ns(void)
+{
+	struct timespec ts;
+
+	clock_gettime(CLOCK_MONOTONIC, &ts);
+	return (uint64_t)ts.tv_sec * 1000000000ull + (uint64_t)ts.tv_nsec;
+}
+
+static uint16_t *pair_ref(tg_dp_t *dp, uint32_t vip_id, uint32_t real_id)
+{
+	return &dp->pair_of[(size_t)vip_id * TG_MAX_REALS + real_id];
+}
+
+/* Frees a used pair slot; its counts move to its real's retired total. */
+static void pair_release(tg_dp_t *dp, uint32_t pair)
+{
+	uint32_t real = dp->pair_real[pair];
+	tg_dp_counter_t c;
+
+	if (counter_read(dp, bpf_map__fd(dp->skel->maps.tg_pair_stats), pair, &c) == 0) {
+		dp->real_retired[real].packets += c.packets;
+		dp->real_retired[real].bytes += c.bytes;
+	}
+	*pair_ref(dp, dp->pair_vip[pair], real) = 0;
+	dp->pair_free[dp->n_pair_free++] = (uint16_t)pair;
+}
+
+/* Frees the slots of reals that have been invalid for longer than any idle
+ * timeout (+ the flow table's sync lag, + margin): no flow entry or cache
+ * entry can still send a packet through them. Runs only when the pool is
+ * empty. */
+static void pair_reclaim(tg_dp_t *dp)
+{
+	uint64_t now = now_mono_ns();
+	uint64_t quiet = ((uint64_t)dp->max_idle_s + 2) * 1000000000ull;
+
+	for (uint32_t p = 1; p < TG_MAX_PAIRS; p++) {
+		uint32_t real = dp->pair_real[p];
+		if (*pair_ref(dp, dp->pair_vip[p], real) != p)
+			continue; /* free */
+		if (!dp->real_valid[real] && dp->real_gone_ns[real] &&
+		    now - dp->real_gone_ns[real] > quiet)
+			pair_release(dp, p);
+	}
+}
+
+/* The pair slot of (vip, real), allocated (counters zeroed) on first use;
+ * 0 ("unattributed") when every slot is taken. */
+static uint32_t pair_get(tg_dp_t *dp, uint32_t vip_id, uint32_t real_id)
+{
+	uint16_t *ref = pair_ref(dp, vip_id, real_id);
+	uint32_t pair;
+
+	if (*ref)
+		return *ref;
+	if (!dp->n_pair_free)
+		pair_reclaim(dp);
+	if (!dp->n_pair_free) {
+		if (!dp->pair_full_logged)
+			tg_error("datapath",
+				 "all %u (VIP, real) counter slots are in use: further pairs are "
+				 "counted as unattributed",
+				 TG_MAX_PAIRS - 1);
+		dp->pair_full_logged = true;
+		return 0;
+	}
+	pair = dp->pair_free[--dp->n_pair_free];
+	if (percpu_zero(dp, bpf_map__fd(dp->skel->maps.tg_pair_stats), pair,
+			sizeof(struct tg_counter))) {
+		dp->pair_free[dp->n_pair_free++] = (uint16_t)pair;
+		return 0;
+	}
+	dp->pair_vip[pair] = (uint16_t)vip_id;
+	dp->pair_real[pair] = (uint16_t)real_id;
+	*ref = (uint16_t)pair;
+	return pair;
 }
 
 /* Fills an ABI address (addr[4] + family) from a sockaddr. */
@@ -181,6 +303,14 @@ int tg_dp_open(const tg_dp_opts_t *opts, tg_dp_t **out)
 	if (!dp)
 		return -ENOMEM;
 	dp->link_fd = -1;
+	dp->next_tag = 1;
+	dp->pair_of = calloc((size_t)TG_MAX_VIPS * TG_MAX_REALS, sizeof(*dp->pair_of));
+	if (!dp->pair_of) {
+		rc = -ENOMEM;
+		goto fail;
+	}
+	for (uint32_t i = TG_MAX_PAIRS - 1; i >= 1; i--)
+		dp->pair_free[dp->n_pair_free++] = (uint16_t)i;
 	dp->ncpus = libbpf_num_possible_cpus();
 	if (dp->ncpus <= 0) {
 		rc = dp->ncpus ? dp->ncpus : -EINVAL;
@@ -223,7 +353,9 @@ int tg_dp_open(const tg_dp_opts_t *opts, tg_dp_t **out)
 	    opts->flow_table_entries ? opts->flow_table_entries : TG_FLOW_TABLE_DEFAULT;
 	if (flows < (uint32_t)dp->ncpus * 64u)
 		flows = (uint32_t)dp->ncpus * 64u;
-	rc = bpf_map__set_max_entries(dp->skel->maps.tg_flows, flows);
+	rc = bpf_map__set_max_entries(dp->skel->maps.tg_flows4, flows);
+	if (!rc)
+		rc = bpf_map__set_max_entries(dp->skel->maps.tg_flows6, flows);
 	if (rc)
 		goto fail;
 
@@ -266,6 +398,7 @@ void tg_dp_close(tg_dp_t *dp)
 	if (dp->link_fd >= 0)
 		close(dp->link_fd);
 	tg_balancer__destroy(dp->skel);
+	free(dp->pair_of);
 	free(dp);
 }
 
@@ -318,8 +451,12 @@ int tg_dp_vip_set(tg_dp_t *dp, uint32_t vip_id, const tg_dp_vip_t *vip)
 		if (i != vip_id && dp->vip_used[i] && !memcmp(&dp->vip_keys[i], &key, sizeof(key)))
 			return -EINVAL;
 
+	bool moved = dp->vip_used[vip_id] && memcmp(&dp->vip_keys[vip_id], &key, sizeof(key));
 	memset(&info, 0, sizeof(info));
 	info.vip_id = vip_id;
+	/* A new address:port:protocol for this id is a new VIP to the flow
+	 * tables: a fresh tag, so no entry of the old one can match. */
+	info.flow_tag = dp->vip_used[vip_id] && !moved ? dp->vip_tag[vip_id] : dp->next_tag;
 	info.flags =
 	    (vip->hash_source_ip ? TG_VIP_F_HASH_SRC_IP : 0) | (vip->forward_l2 ? TG_VIP_F_L2 : 0);
 	info.idle_timeout_s = vip->idle_timeout_s;
@@ -327,7 +464,6 @@ int tg_dp_vip_set(tg_dp_t *dp, uint32_t vip_id, const tg_dp_vip_t *vip)
 		info.idle_timeout_s =
 		    vip->proto == IPPROTO_TCP ? TG_IDLE_TCP_DEFAULT_S : TG_IDLE_UDP_DEFAULT_S;
 
-	bool moved = dp->vip_used[vip_id] && memcmp(&dp->vip_keys[vip_id], &key, sizeof(key));
 	int slot =
 	    dp->vip_used[vip_id] && !moved ? (int)dp->vip_slot[vip_id] : slot_find_free(dp, &key);
 	if (slot < 0)
@@ -348,6 +484,11 @@ int tg_dp_vip_set(tg_dp_t *dp, uint32_t vip_id, const tg_dp_vip_t *vip)
 		if (moved)
 			slot_write(dp, dp->vip_slot[vip_id], NULL, 0, TG_VIP_SLOT_TOMBSTONE);
 	}
+	if (info.flow_tag == dp->next_tag)
+		dp->next_tag = dp->next_tag == UINT32_MAX ? 1 : dp->next_tag + 1;
+	dp->vip_tag[vip_id] = info.flow_tag;
+	if (info.idle_timeout_s > dp->max_idle_s)
+		dp->max_idle_s = info.idle_timeout_s;
 	dp->vip_keys[vip_id] = key;
 	dp->vip_slot[vip_id] = (uint32_t)slot;
 	dp->vip_used[vip_id] = true;
@@ -367,6 +508,10 @@ int tg_dp_vip_del(tg_dp_t *dp, uint32_t vip_id)
 	 * no ring and is dropped, never sent by a stale table. */
 	if (bpf_map_delete_elem(bpf_map__fd(dp->skel->maps.tg_maglev), &vip_id) && errno != ENOENT)
 		return -errno;
+	/* Its flow entries can no longer match (the tag dies with it). */
+	for (uint32_t r = 0; r < TG_MAX_REALS; r++)
+		if (*pair_ref(dp, vip_id, r))
+			pair_release(dp, *pair_ref(dp, vip_id, r));
 	dp->vip_used[vip_id] = false;
 	return 0;
 }
@@ -382,11 +527,18 @@ int tg_dp_real_set(tg_dp_t *dp, uint32_t real_id, const struct sockaddr *addr)
 	if (addr_from_sockaddr(addr, r.addr, &r.family, NULL))
 		return -EINVAL;
 	r.flags = TG_REAL_F_VALID;
-	if (!dp->real_valid[real_id]) {
-		rc = percpu_zero(dp, bpf_map__fd(dp->skel->maps.tg_real_stats), real_id,
-				 sizeof(struct tg_counter));
-		if (rc)
-			return rc;
+	if (!dp->real_seen[real_id] || memcmp(&dp->real_last[real_id], &r, sizeof(r))) {
+		/* Another real under this id: its counters start from zero. */
+		for (uint32_t v = 0; v < TG_MAX_VIPS; v++) {
+			uint32_t pair = *pair_ref(dp, v, real_id);
+			if (pair) {
+				rc = percpu_zero(dp, bpf_map__fd(dp->skel->maps.tg_pair_stats),
+						 pair, sizeof(struct tg_counter));
+				if (rc)
+					return rc;
+			}
+		}
+		memset(&dp->real_retired[real_id], 0, sizeof(dp->real_retired[real_id]));
 	}
 	/* A cached next hop belongs to the old address. */
 	rc = percpu_zero(dp, bpf_map__fd(dp->skel->maps.tg_nexthop), real_id,
@@ -396,6 +548,9 @@ int tg_dp_real_set(tg_dp_t *dp, uint32_t real_id, const struct sockaddr *addr)
 	if (bpf_map_update_elem(bpf_map__fd(dp->skel->maps.tg_reals), &real_id, &r, BPF_ANY))
 		return -errno;
 	dp->real_valid[real_id] = true;
+	dp->real_seen[real_id] = true;
+	dp->real_last[real_id] = r;
+	dp->real_gone_ns[real_id] = 0;
 	return 0;
 }
 
@@ -413,14 +568,17 @@ int tg_dp_real_invalidate(tg_dp_t *dp, uint32_t real_id)
 	r.flags &= (uint8_t)~TG_REAL_F_VALID;
 	if (bpf_map_update_elem(fd, &real_id, &r, BPF_ANY))
 		return -errno;
+	if (dp->real_valid[real_id])
+		dp->real_gone_ns[real_id] = now_mono_ns();
 	dp->real_valid[real_id] = false;
 	return 0;
 }
 
-/* Fills a fresh ring map: key 0 = size, keys 1..size = the table. Batched
- * (one syscall per chunk); falls back to one update per slot when the kernel
- * refuses batches for this map. */
-static int ring_fill(int fd, const uint32_t *table, uint32_t size)
+/* Fills a fresh ring map: key 0 = size, keys 1..size = the table's real ids
+ * as ring targets (real id + pair slot, bpf/abi.h). Batched (one syscall per
+ * chunk); falls back to one update per slot when the kernel refuses batches
+ * for this map. */
+static int ring_fill(tg_dp_t *dp, uint32_t vip_id, int fd, const uint32_t *table, uint32_t size)
 {
 	uint32_t n = size + 1;
 	uint32_t *keys = malloc((size_t)n * sizeof(*keys));
@@ -434,7 +592,18 @@ static int ring_fill(int fd, const uint32_t *table, uint32_t size)
 	for (uint32_t i = 0; i < n; i++)
 		keys[i] = i;
 	vals[0] = size;
-	memcpy(vals + 1, table, (size_t)size * sizeof(*vals));
+	for (uint32_t r = 0; r < TG_MAX_REALS; r++)
+		dp->scratch[r] = TG_REAL_NONE;
+	for (uint32_t i = 0; i < size; i++) {
+		uint32_t id = table[i];
+		if (id >= TG_MAX_REALS) {
+			vals[1 + i] = TG_REAL_NONE;
+			continue;
+		}
+		if (dp->scratch[id] == TG_REAL_NONE)
+			dp->scratch[id] = tg_ring_target(id, pair_get(dp, vip_id, id));
+		vals[1 + i] = dp->scratch[id];
+	}
 
 	uint32_t count = n;
 	if (bpf_map_update_batch(fd, keys, vals, &count, NULL) == 0 && count == n)
@@ -464,34 +633,13 @@ int tg_dp_maglev_swap(tg_dp_t *dp, uint32_t vip_id, const uint32_t *table, uint3
 			    size + 1, &mo);
 	if (fd < 0)
 		return fd;
-	rc = ring_fill(fd, table, size);
+	rc = ring_fill(dp, vip_id, fd, table, size);
 	if (!rc &&
 	    bpf_map_update_elem(bpf_map__fd(dp->skel->maps.tg_maglev), &vip_id, &fd, BPF_ANY))
 		rc = -errno;
 	/* The outer map holds its own reference; the old ring is freed by the
 	 * kernel once no program can still be reading it. */
 	close(fd);
-	return rc;
-}
-
-/* Sums a per-CPU tg_counter. */
-static int counter_read(tg_dp_t *dp, int fd, uint32_t id, tg_dp_counter_t *out)
-{
-	struct tg_counter *v = calloc((size_t)dp->ncpus, sizeof(*v));
-	int rc = 0;
-
-	if (!v)
-		return -ENOMEM;
-	memset(out, 0, sizeof(*out));
-	if (bpf_map_lookup_elem(fd, &id, v)) {
-		rc = -errno;
-	} else {
-		for (int c = 0; c < dp->ncpus; c++) {
-			out->packets += v[c].packets;
-			out->bytes += v[c].bytes;
-		}
-	}
-	free(v);
 	return rc;
 }
 
@@ -504,9 +652,106 @@ int tg_dp_vip_stats(tg_dp_t *dp, uint32_t vip_id, tg_dp_counter_t *out)
 
 int tg_dp_real_stats(tg_dp_t *dp, uint32_t real_id, tg_dp_counter_t *out)
 {
+	int fd = bpf_map__fd(dp->skel->maps.tg_pair_stats);
+
 	if (real_id >= TG_MAX_REALS)
 		return -EINVAL;
-	return counter_read(dp, bpf_map__fd(dp->skel->maps.tg_real_stats), real_id, out);
+	*out = dp->real_retired[real_id];
+	for (uint32_t v = 0; v < TG_MAX_VIPS; v++) {
+		uint32_t pair = *pair_ref(dp, v, real_id);
+		tg_dp_counter_t c;
+		if (!pair)
+			continue;
+		int rc = counter_read(dp, fd, pair, &c);
+		if (rc)
+			return rc;
+		out->packets += c.packets;
+		out->bytes += c.bytes;
+	}
+	return 0;
+}
+
+int tg_dp_pair_stats(tg_dp_t *dp, uint32_t vip_id, uint32_t real_id, tg_dp_counter_t *out)
+{
+	uint32_t pair;
+
+	if (vip_id >= TG_MAX_VIPS || !dp->vip_used[vip_id])
+		return -ENOENT;
+	if (real_id >= TG_MAX_REALS)
+		return -EINVAL;
+	memset(out, 0, sizeof(*out));
+	pair = *pair_ref(dp, vip_id, real_id);
+	if (!pair)
+		return 0;
+	return counter_read(dp, bpf_map__fd(dp->skel->maps.tg_pair_stats), pair, out);
+}
+
+/* The vip id whose address:port:protocol is k's destination, or -ENOENT. */
+static int vip_of_flow(const tg_dp_t *dp, const struct tg_flow_key *k)
+{
+	struct tg_vip_key vk;
+
+	memset(&vk, 0, sizeof(vk));
+	memcpy(vk.addr, k->dst, sizeof(vk.addr));
+	vk.port = k->dport;
+	vk.proto = k->proto;
+	vk.family = k->family;
+	for (uint32_t i = 0; i < TG_MAX_VIPS; i++)
+		if (dp->vip_used[i] && !memcmp(&dp->vip_keys[i], &vk, sizeof(vk)))
+			return (int)i;
+	return -ENOENT;
+}
+
+/* Map fd and compact key (bpf/abi.h) of k's flow-table entry; returns the
+ * vip id or -ENOENT. key must have room for a tg_flow6_key. */
+static int flow_map_key(tg_dp_t *dp, const struct tg_flow_key *k, void *key, int *fd)
+{
+	int vip = vip_of_flow(dp, k);
+
+	if (vip < 0)
+		return vip;
+	if (k->family == TG_FAMILY_V4) {
+		struct tg_flow4_key *k4 = key;
+		memset(k4, 0, sizeof(*k4));
+		k4->src = k->src[0];
+		k4->vip_tag = dp->vip_tag[vip];
+		k4->sport = k->sport;
+		*fd = bpf_map__fd(dp->skel->maps.tg_flows4);
+	} else {
+		struct tg_flow6_key *k6 = key;
+		memset(k6, 0, sizeof(*k6));
+		memcpy(k6->src, k->src, sizeof(k6->src));
+		k6->vip_tag = dp->vip_tag[vip];
+		k6->sport = k->sport;
+		*fd = bpf_map__fd(dp->skel->maps.tg_flows6);
+	}
+	return vip;
+}
+
+int tg_dp_flow_get(tg_dp_t *dp, const struct tg_flow_key *k, struct tg_flow_val *out)
+{
+	struct tg_flow6_key key; /* room for either family's key */
+	int fd = -1, rc = flow_map_key(dp, k, &key, &fd);
+
+	if (rc < 0)
+		return rc;
+	return bpf_map_lookup_elem(fd, &key, out) ? -errno : 0;
+}
+
+int tg_dp_flow_set(tg_dp_t *dp, const struct tg_flow_key *k, const struct tg_flow_val *v)
+{
+	struct tg_flow6_key key;
+	int fd = -1, vip = flow_map_key(dp, k, &key, &fd);
+	uint32_t fold = k->src[0] ^ k->src[1] ^ k->src[2] ^ k->src[3];
+
+	if (vip < 0)
+		return vip;
+	if (bpf_map_update_elem(fd, &key, v, BPF_ANY))
+		return -errno;
+	/* Every CPU's cached copy goes, so the next packet reads the entry. */
+	return percpu_zero(dp, bpf_map__fd(dp->skel->maps.tg_flow_cache),
+			   tg_flow_cache_slot(fold, k->sport, dp->vip_tag[vip]),
+			   sizeof(struct tg_flow_cache));
 }
 
 int tg_dp_stats_read(tg_dp_t *dp, uint64_t out[TG_STAT_MAX])

@@ -50,7 +50,8 @@ typedef struct tg_dp_opts {
 	uint32_t new_flow_rate;	     /* flow-table insertions allowed per second per
 					CPU; above it flows are forwarded by Maglev
 					without an entry; 0 = no limit */
-	uint32_t flow_table_entries; /* flow table size (all CPUs together);
+	uint32_t flow_table_entries; /* flow table size per family (IPv4 and IPv6
+					tables each; all CPUs together);
 					0 -> TG_FLOW_TABLE_DEFAULT */
 } tg_dp_opts_t;
 
@@ -63,7 +64,7 @@ typedef struct tg_dp_vip {
 	uint32_t idle_timeout_s;      /* 0 -> 350 (TCP) / 120 (UDP) */
 } tg_dp_vip_t;
 
-/* Counters of one VIP or real, summed over CPUs. */
+/* Counters of one VIP, real or (VIP, real) pair, summed over CPUs. */
 typedef struct tg_dp_counter {
 	uint64_t packets; /* packets forwarded for this VIP / to this real */
 	uint64_t bytes;	  /* their frame bytes as received (before encapsulation) */
@@ -82,21 +83,26 @@ int tg_dp_open(const tg_dp_opts_t *opts, tg_dp_t **out);
 void tg_dp_close(tg_dp_t *dp);
 
 /* Creates or updates the VIP with this id. Changing an existing id's address,
- * port or protocol moves it (the old key is removed). Until a Maglev table is
+ * port or protocol moves it (the old key is removed; its flow entries no
+ * longer match, bpf/abi.h: flow tags). Until a Maglev table is
  * swapped in for the id, packets to the VIP are dropped (drop_no_real). A new
  * id starts with zeroed counters. -EINVAL: id >= TG_MAX_VIPS, bad family or
  * protocol, or another id already has this address:port:protocol. */
 int tg_dp_vip_set(tg_dp_t *dp, uint32_t vip_id, const tg_dp_vip_t *vip);
 
 /* Removes the VIP: its packets are passed to the kernel from now on, its
- * Maglev table is released. Flow entries age out by themselves. -ENOENT when
- * the id is not in use. */
+ * Maglev table is released. Flow entries age out by themselves; a VIP set
+ * again later does not find them (its flows are picked afresh). Its (VIP,
+ * real) counters are added to the reals' totals. -ENOENT when the id is not
+ * in use. */
 int tg_dp_vip_del(tg_dp_t *dp, uint32_t vip_id);
 
 /* Sets (or changes) the real with this id and marks it valid. addr is an
  * AF_INET/AF_INET6 sockaddr (port ignored). The real's family must match the
- * VIPs that use it (IPv4-in-IPv4 / IPv6-in-IPv6). A real id that was not
- * valid before starts with zeroed counters. -EINVAL on bad id or family. */
+ * VIPs that use it (IPv4-in-IPv4 / IPv6-in-IPv6). A real id set to another
+ * address than it last had (or for the first time) starts with zeroed
+ * counters, per real and per (VIP, real); the same address set again after
+ * an invalidation keeps counting. -EINVAL on bad id or family. */
 int tg_dp_real_set(tg_dp_t *dp, uint32_t real_id, const struct sockaddr *addr);
 
 /* Marks the real gone: it receives no packet from now on, not even from flow
@@ -110,15 +116,34 @@ int tg_dp_real_invalidate(tg_dp_t *dp, uint32_t real_id);
  * slot in one update (packets see the old table or the new one, never a mix),
  * then closes the old inner map. table[i] is the real id of slot i
  * (TG_REAL_NONE for an empty slot); size must be >= 1 and <= TG_RING_SIZE_MAX
- * (prime in practice; the datapath only needs size >= 1). The table is copied.
- * -ENOENT when the VIP id is not set. */
+ * (prime in practice; the datapath only needs size >= 1). The table is copied;
+ * every real it names gets a (VIP, real) counter slot, kept until the VIP is
+ * deleted. -ENOENT when the VIP id is not set. */
 int tg_dp_maglev_swap(tg_dp_t *dp, uint32_t vip_id, const uint32_t *table, uint32_t size);
 
 /* Reads a VIP's counters summed over CPUs. -ENOENT when the id is not set. */
 int tg_dp_vip_stats(tg_dp_t *dp, uint32_t vip_id, tg_dp_counter_t *out);
 
-/* Reads a real's counters summed over CPUs (kept after invalidation). */
+/* Reads a real's counters summed over CPUs and over every VIP that sent it
+ * packets (kept after invalidation and after those VIPs are deleted).
+ * -EINVAL on a bad id. */
 int tg_dp_real_stats(tg_dp_t *dp, uint32_t real_id, tg_dp_counter_t *out);
+
+/* Reads what the VIP sent to this real, summed over CPUs: zero when the
+ * VIP's tables never named the real. -ENOENT when the VIP id is not set,
+ * -EINVAL on a bad real id. */
+int tg_dp_pair_stats(tg_dp_t *dp, uint32_t vip_id, uint32_t real_id, tg_dp_counter_t *out);
+
+/* Reads the flow-table entry of the client->VIP flow k (bpf/abi.h; the
+ * destination must be a set VIP). -ENOENT when there is no such VIP or
+ * entry. For tests and diagnostics. */
+int tg_dp_flow_get(tg_dp_t *dp, const struct tg_flow_key *k, struct tg_flow_val *out);
+
+/* Creates or replaces the flow-table entry of k and clears the flow's slot
+ * in every CPU's flow cache, so the next packet of the flow is decided by
+ * this entry (e.g. an entry aged to test the idle timeout). -ENOENT when k's
+ * destination is not a set VIP. For tests and diagnostics. */
+int tg_dp_flow_set(tg_dp_t *dp, const struct tg_flow_key *k, const struct tg_flow_val *v);
 
 /* Reads the global event counters (enum tg_stat in bpf/abi.h) summed over
  * CPUs into out[0 .. TG_STAT_MAX-1]. */

@@ -681,7 +681,9 @@ static void member_samples(tg_l4_plane_t *p, tg_sbuf_t *out, const char *name,
 			uint64_t val = 0;
 			if (what == MM_PACKETS || what == MM_BYTES) {
 				tg_l4_counter_t c = {0};
-				if (p->ops.real_stats)
+				if (p->ops.pair_stats)
+					p->ops.pair_stats(p->ops.ctx, id, m->real_id, &c);
+				else if (p->ops.real_stats)
 					p->ops.real_stats(p->ops.ctx, m->real_id, &c);
 				val = what == MM_PACKETS ? c.packets : c.bytes;
 			} else if (what == MM_HEALTHY) {
@@ -703,11 +705,12 @@ static void family(tg_sbuf_t *out, const char *name, const char *type, const cha
 void tg_l4_plane_metrics(tg_l4_plane_t *p, tg_sbuf_t *out)
 {
 	family(out, "tidegate_l4_packets_total", "counter",
-	       "Packets forwarded to a real (per real address: a real shared by several VIPs "
-	       "shows its total under each).");
+	       p->ops.pair_stats ? "Packets a VIP forwarded to one of its reals."
+				 : "Packets forwarded to a real (per real address: a real shared "
+				   "by several VIPs shows its total under each).");
 	member_samples(p, out, "tidegate_l4_packets_total", MM_PACKETS);
 	family(out, "tidegate_l4_bytes_total", "counter",
-	       "Bytes (frames as received, before encapsulation) forwarded to a real.");
+	       "Bytes (frames as received, before encapsulation) a VIP forwarded to a real.");
 	member_samples(p, out, "tidegate_l4_bytes_total", MM_BYTES);
 	family(out, "tidegate_l4_real_healthy", "gauge",
 	       "1 when the real passes its health check.");

@@ -74,6 +74,9 @@ typedef struct tg_l4_dp_ops {
 	/* Optional (may be NULL): counters for metrics. */
 	int (*vip_stats)(void *ctx, uint32_t vip_id, tg_l4_counter_t *out);
 	int (*real_stats)(void *ctx, uint32_t real_id, tg_l4_counter_t *out);
+	/* What one VIP sent to one of its reals; when set, the per-(vip, real)
+	 * metrics use it instead of real_stats (a real's total under every VIP). */
+	int (*pair_stats)(void *ctx, uint32_t vip_id, uint32_t real_id, tg_l4_counter_t *out);
 	int (*totals)(void *ctx, tg_l4_dp_totals_t *out);
 	void *ctx; /* passed to every call */
 } tg_l4_dp_ops_t;

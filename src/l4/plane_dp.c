@@ -83,6 +83,17 @@ static int real_stats(void *ctx, uint32_t real_id, tg_l4_counter_t *out)
 	return rc;
 }
 
+static int pair_stats(void *ctx, uint32_t vip_id, uint32_t real_id, tg_l4_counter_t *out)
+{
+	tg_dp_counter_t c;
+	int rc = tg_dp_pair_stats(ctx, vip_id, real_id, &c);
+	if (rc == 0) {
+		out->packets = c.packets;
+		out->bytes = c.bytes;
+	}
+	return rc;
+}
+
 static int totals(void *ctx, tg_l4_dp_totals_t *out)
 {
 	uint64_t s[TG_STAT_MAX];
@@ -116,6 +127,7 @@ void tg_l4_plane_dp_ops(tg_dp_t *dp, tg_l4_dp_ops_t *ops)
 	ops->maglev_swap = maglev_swap;
 	ops->vip_stats = vip_stats;
 	ops->real_stats = real_stats;
+	ops->pair_stats = pair_stats;
 	ops->totals = totals;
 	ops->ctx = dp;
 }

@@ -608,7 +608,7 @@ static struct tg_flow_val flow_get(fx_t *f, const fx_spec_t *s, int *rc)
 	struct tg_flow_key k = fx_flow_key(s);
 	struct tg_flow_val v;
 	memset(&v, 0, sizeof(v));
-	*rc = bpf_map_lookup_elem(bpf_map__fd(tg_dp_skeleton(f->dp)->maps.tg_flows), &k, &v);
+	*rc = tg_dp_flow_get(f->dp, &k, &v);
 	return v;
 }
 
@@ -689,8 +689,7 @@ static void test_idle_timeout_expiry(void **state)
 	struct tg_flow_val v = flow_get(f, &s, &rc);
 	assert_int_equal(rc, 0);
 	v.last_seen_ns -= 31ull * 1000000000ull;
-	assert_int_equal(
-	    bpf_map_update_elem(bpf_map__fd(tg_dp_skeleton(f->dp)->maps.tg_flows), &k, &v, 0), 0);
+	assert_int_equal(tg_dp_flow_set(f->dp, &k, &v), 0);
 	send_expect_real(f, &s, 0, other);
 	assert_int_equal(stat_get(f, TG_STAT_FLOW_EXPIRED), 1);
 
@@ -698,8 +697,7 @@ static void test_idle_timeout_expiry(void **state)
 	table_set(f, V_TCP4, first, 0);
 	v = flow_get(f, &s, &rc);
 	v.last_seen_ns -= 29ull * 1000000000ull;
-	assert_int_equal(
-	    bpf_map_update_elem(bpf_map__fd(tg_dp_skeleton(f->dp)->maps.tg_flows), &k, &v, 0), 0);
+	assert_int_equal(tg_dp_flow_set(f->dp, &k, &v), 0);
 	send_expect_real(f, &s, 0, other);
 	assert_int_equal(stat_get(f, TG_STAT_FLOW_EXPIRED), 1);
 }
@@ -834,6 +832,195 @@ static void test_icmp_too_big_v6(void **state)
 {
 	NEED_NETNS();
 	icmp_case(*state, tcp6(51000), V_TCP6, R_A6, R_B6);
+}
+
+/* More hostile shapes: each is passed to the kernel untouched (or dropped
+ * when it is truncated VIP traffic), never forwarded, and counted. */
+static void test_malformed_more(void **state)
+{
+	NEED_NETNS();
+	fx_t *f = *state;
+	fx_pkt_t in, out;
+	fx_spec_t s = tcp4(46000);
+	fx_spec_t s6 = tcp6(46000);
+
+	/* IPv4 ethertype carrying a version-6 header */
+	fx_build(&s, &in);
+	in.b[14] = 0x65;
+	send_expect_pass_untouched(f, &in);
+	/* total length shorter than the header itself */
+	fx_build(&s, &in);
+	put16(in.b + 16, 12);
+	send_expect_pass_untouched(f, &in);
+	/* IHL 6 with the option bytes cut off by the frame end */
+	fx_build(&s, &in);
+	in.b[14] = 0x46;
+	in.len = 14 + 22;
+	send_expect_pass_untouched(f, &in);
+	/* IPv6 ethertype carrying a version-4 header */
+	fx_build(&s6, &in);
+	in.b[14] = (uint8_t)((in.b[14] & 0x0f) | 0x40);
+	send_expect_pass_untouched(f, &in);
+	/* IPv6 payload length beyond the frame */
+	fx_build(&s6, &in);
+	put16(in.b + 14 + 4, 1400);
+	send_expect_pass_untouched(f, &in);
+	assert_int_equal(stat_get(f, TG_STAT_PASS_MALFORMED), 5);
+
+	/* a middle fragment (MF and an offset) */
+	s.frag_off = 0x2000 | 0x0020;
+	fx_build(&s, &in);
+	send_expect_pass_untouched(f, &in);
+	assert_int_equal(stat_get(f, TG_STAT_PASS_FRAGMENT), 1);
+	/* DF alone is not a fragment: forwarded as usual */
+	s = tcp4(46001);
+	s.frag_off = 0x4000;
+	send_expect_real(f, &s, 0, predict(&s, 0, R_A, R_B));
+
+	/* IPv6 routing header and destination options in front of TCP to the VIP */
+	static const uint8_t ext[] = {43, 60};
+	for (size_t i = 0; i < sizeof(ext) / sizeof(ext[0]); i++) {
+		s6 = tcp6((uint16_t)(46010 + i));
+		s6.proto = ext[i];
+		s6.payload = 8 + 20;
+		fx_build(&s6, &in);
+		uint8_t *h = in.b + 14 + 40;
+		memset(h, 0, 8);
+		h[0] = 6; /* next: TCP */
+		if (ext[i] == 60) {
+			h[2] = 1; /* PadN, 4 bytes */
+			h[3] = 4;
+		} else {
+			h[2] = 4; /* routing type 4 (SRH), segments left 0 */
+		}
+		send_expect_pass_untouched(f, &in);
+	}
+	assert_int_equal(stat_get(f, TG_STAT_PASS_IPV6_EXT), 2);
+
+	/* TCP over IPv6 to the VIP cut after 10 bytes of TCP header: dropped */
+	s6 = tcp6(46020);
+	s6.payload = 0;
+	fx_build(&s6, &in);
+	in.len = 14 + 40 + 10;
+	put16(in.b + 14 + 4, 10);
+	assert_int_equal(fx_run(f->prog, &in, &out, if_lb0, true), XDP_DROP);
+	assert_int_equal(stat_get(f, TG_STAT_DROP_MALFORMED_L4), 1);
+
+	/* 802.1ad + 802.1Q (QinQ): one tag is parsed, the inner one is not IP */
+	s = tcp4(46030);
+	s.vlan = 7;
+	fx_build(&s, &in);
+	memmove(in.b + 16, in.b + 12, in.len - 12);
+	put16(in.b + 12, 0x88a8);
+	put16(in.b + 14, 9);
+	in.len += 4;
+	send_expect_pass_untouched(f, &in);
+	assert_int_equal(stat_get(f, TG_STAT_PASS_NOT_IP), 1);
+
+	/* ICMP "too big" errors whose quoted packet is cut short or malformed */
+	fx_spec_t flow = tcp4(46040);
+	build_too_big(&flow, &in);
+	in.len = 14 + 20 + 8 + 12; /* quoted IP header cut */
+	put16(in.b + 16, (uint16_t)(in.len - 14));
+	in.b[24] = in.b[25] = 0;
+	put16(in.b + 24, fx_fold(fx_sum(in.b + 14, 20, 0)));
+	send_expect_pass_untouched(f, &in);
+	build_too_big(&flow, &in);
+	in.b[14 + 20 + 8] = 0x43; /* quoted IHL 3 */
+	send_expect_pass_untouched(f, &in);
+	build_too_big(&flow, &in);
+	in.len = 14 + 20 + 8 + 20 + 2; /* quoted ports cut */
+	put16(in.b + 16, (uint16_t)(in.len - 14));
+	in.b[24] = in.b[25] = 0;
+	put16(in.b + 24, fx_fold(fx_sum(in.b + 14, 20, 0)));
+	send_expect_pass_untouched(f, &in);
+	fx_spec_t flow6 = tcp6(46041);
+	build_too_big(&flow6, &in);
+	in.len = 14 + 40 + 8 + 30; /* quoted IPv6 header cut */
+	put16(in.b + 14 + 4, (uint16_t)(in.len - 14 - 40));
+	send_expect_pass_untouched(f, &in);
+	assert_int_equal(stat_get(f, TG_STAT_PASS_ICMP), 4);
+	assert_int_equal(stat_get(f, TG_STAT_ICMP_TOO_BIG), 0);
+	assert_int_equal(stat_get(f, TG_STAT_FWD_TX), 1); /* only the DF packet */
+}
+
+/* ICMP errors that are not a usable "too big" about a VIP flow, and VIP
+ * traffic whose L4 header is cut inside its ports' header: each gets its
+ * verdict (kernel's, or dropped) and nothing is forwarded. The flows exist, so
+ * a check that failed to refuse them would forward the error to a real. */
+static void test_malformed_icmp_and_l4(void **state)
+{
+	NEED_NETNS();
+	fx_t *f = *state;
+	fx_pkt_t in, out;
+	fx_spec_t flow = tcp4(47000);
+	fx_spec_t flow6 = tcp6(47000);
+	send_expect_real(f, &flow, 0, predict(&flow, 0, R_A, R_B));
+	send_expect_real(f, &flow6, 0, predict(&flow6, 0, R_A6, R_B6));
+	const size_t q4 = 14 + 20 + 8; /* quoted IPv4 header */
+	const size_t q6 = 14 + 40 + 8; /* quoted IPv6 header */
+
+	/* ICMPv4, each passed to the kernel: */
+	build_too_big(&flow, &in); /* destination unreachable, but not code 4 */
+	in.b[14 + 20 + 1] = 1;
+	send_expect_pass_untouched(f, &in);
+	build_too_big(&flow, &in); /* quoted source is not the VIP it was sent to */
+	in.b[q4 + 15] ^= 1;
+	send_expect_pass_untouched(f, &in);
+	build_too_big(&flow, &in); /* quoted packet is a non-first fragment */
+	put16(in.b + q4 + 6, 0x0010);
+	send_expect_pass_untouched(f, &in);
+	build_too_big(&flow, &in); /* quoted protocol is neither TCP nor UDP */
+	in.b[q4 + 9] = 1;
+	send_expect_pass_untouched(f, &in);
+	build_too_big(&flow, &in); /* quoted IHL 7: options run past the quote */
+	in.b[q4] = 0x47;
+	send_expect_pass_untouched(f, &in);
+	build_too_big(&flow, &in); /* quoted flow is from a port that is no VIP */
+	put16(in.b + q4 + 20, 81);
+	send_expect_pass_untouched(f, &in);
+	build_too_big(&flow, &in); /* ICMP header itself cut after 4 bytes */
+	in.len = 14 + 20 + 4;
+	put16(in.b + 16, 24);
+	in.b[24] = in.b[25] = 0;
+	put16(in.b + 24, fx_fold(fx_sum(in.b + 14, 20, 0)));
+	send_expect_pass_untouched(f, &in);
+
+	/* ICMPv6 packet too big, each passed: */
+	build_too_big(&flow6, &in); /* quoted header claims version 4 */
+	in.b[q6] = (uint8_t)((in.b[q6] & 0x0f) | 0x40);
+	send_expect_pass_untouched(f, &in);
+	build_too_big(&flow6, &in); /* quoted next header is ICMPv6 */
+	in.b[q6 + 6] = 58;
+	send_expect_pass_untouched(f, &in);
+	build_too_big(&flow6, &in); /* quoted source is not the VIP */
+	in.b[q6 + 8 + 15] ^= 1;
+	send_expect_pass_untouched(f, &in);
+	build_too_big(&flow6, &in); /* quoted ports cut */
+	in.len = q6 + 40 + 2;
+	put16(in.b + 14 + 4, (uint16_t)(in.len - 14 - 40));
+	send_expect_pass_untouched(f, &in);
+	assert_int_equal(stat_get(f, TG_STAT_PASS_ICMP), 11);
+	assert_int_equal(stat_get(f, TG_STAT_ICMP_TOO_BIG), 0);
+
+	/* UDP to the VIP with ports but only 6 of the 8 header bytes: dropped */
+	fx_spec_t u = {
+	    .family = 4, .proto = 17, .src = CLIENT4, .dst = VIP4, .sport = 5353, .dport = 53};
+	fx_build(&u, &in);
+	in.len = 14 + 20 + 6;
+	put16(in.b + 16, 26);
+	in.b[24] = in.b[25] = 0;
+	put16(in.b + 24, fx_fold(fx_sum(in.b + 14, 20, 0)));
+	assert_int_equal(fx_run(f->prog, &in, &out, if_lb0, true), XDP_DROP);
+	/* the same over IPv6 */
+	fx_spec_t u6 = {
+	    .family = 6, .proto = 17, .src = CLIENT6, .dst = VIP6, .sport = 5353, .dport = 53};
+	fx_build(&u6, &in);
+	in.len = 14 + 40 + 6;
+	put16(in.b + 14 + 4, 6);
+	assert_int_equal(fx_run(f->prog, &in, &out, if_lb0, true), XDP_DROP);
+	assert_int_equal(stat_get(f, TG_STAT_DROP_MALFORMED_L4), 2);
+	assert_int_equal(stat_get(f, TG_STAT_FWD_TX), 2); /* the two flows' first packets */
 }
 
 /* ---- FIB outcomes ------------------------------------------------------------ */
@@ -982,6 +1169,78 @@ static void test_counters(void **state)
 	assert_string_equal(tg_dp_stat_name(TG_STAT_MAX), "unknown");
 }
 
+/* Flow entries are keyed by the VIP's flow tag, not its id: an id moved to
+ * another address:port, or deleted and set again, inherits no flow. */
+static void test_moved_vip_inherits_no_flows(void **state)
+{
+	NEED_NETNS();
+	fx_t *f = *state;
+	fx_spec_t s = tcp4(54300);
+	uint32_t first = predict(&s, 0, R_A, R_B);
+	uint32_t other = first == R_A ? R_B : R_A;
+
+	send_expect_real(f, &s, 0, first);
+	vip_add(f, V_TCP4, VIP4, 8080, IPPROTO_TCP, false, false, 0);
+	table_set(f, V_TCP4, other, 0);
+	s.dport = 8080; /* same client address and port, same vip id */
+	send_expect_real(f, &s, 0, other);
+	assert_int_equal(tg_dp_vip_del(f->dp, V_TCP4), 0);
+	vip_add(f, V_TCP4, VIP4, 80, IPPROTO_TCP, false, false, 0);
+	table_set(f, V_TCP4, other, 0);
+	s.dport = 80;
+	send_expect_real(f, &s, 0, other);
+	assert_int_equal(stat_get(f, TG_STAT_FLOW_MISS), 3);
+	assert_int_equal(stat_get(f, TG_STAT_FLOW_HIT), 0);
+}
+
+/* A real shared by two VIPs: each VIP's share is counted apart (the
+ * {vip,real} metrics), the real's total is their sum and survives the
+ * deletion of one VIP. */
+static void test_counters_per_vip_and_real(void **state)
+{
+	NEED_NETNS();
+	fx_t *f = *state;
+	fx_spec_t src = tcp4(54100);
+	src.dst = VIP4_SRC;
+	uint32_t shared = predict(&src, TG_VIP_F_HASH_SRC_IP, R_A, R_B);
+	uint32_t other = shared == R_A ? R_B : R_A;
+	fx_spec_t s = tcp4(54200);
+	tg_dp_counter_t c;
+
+	while (predict(&s, 0, R_A, R_B) != shared)
+		s.sport++;
+	for (int i = 0; i < 3; i++)
+		send_expect_real(f, &src, TG_VIP_F_HASH_SRC_IP, shared);
+	for (int i = 0; i < 2; i++)
+		send_expect_real(f, &s, 0, shared);
+	assert_int_equal(tg_dp_pair_stats(f->dp, V_SRC4, shared, &c), 0);
+	assert_int_equal(c.packets, 3);
+	assert_int_equal(tg_dp_pair_stats(f->dp, V_TCP4, shared, &c), 0);
+	assert_int_equal(c.packets, 2);
+	assert_int_equal(tg_dp_pair_stats(f->dp, V_TCP4, other, &c), 0);
+	assert_int_equal(c.packets, 0);
+	assert_int_equal(tg_dp_pair_stats(f->dp, V_TCP4, R_D, &c), 0); /* not in its table */
+	assert_int_equal(c.packets, 0);
+	assert_int_equal(tg_dp_real_stats(f->dp, shared, &c), 0);
+	assert_int_equal(c.packets, 5);
+
+	assert_int_equal(tg_dp_vip_del(f->dp, V_SRC4), 0);
+	assert_int_equal(tg_dp_pair_stats(f->dp, V_SRC4, shared, &c), -ENOENT);
+	assert_int_equal(tg_dp_real_stats(f->dp, shared, &c), 0);
+	assert_int_equal(c.packets, 5);
+	/* Set again at the same address after an invalidation: keeps counting. */
+	assert_int_equal(tg_dp_real_invalidate(f->dp, shared), 0);
+	real_add(f, shared, shared == R_A ? "198.18.1.11" : "198.18.1.12");
+	assert_int_equal(tg_dp_pair_stats(f->dp, V_TCP4, shared, &c), 0);
+	assert_int_equal(c.packets, 2);
+	/* Another address under the id: a new real, counted from zero. */
+	real_add(f, shared, "198.18.1.13");
+	assert_int_equal(tg_dp_real_stats(f->dp, shared, &c), 0);
+	assert_int_equal(c.packets, 0);
+	assert_int_equal(tg_dp_pair_stats(f->dp, V_TCP4, shared, &c), 0);
+	assert_int_equal(c.packets, 0);
+}
+
 static void test_api_rejects_bad_input(void **state)
 {
 	NEED_NETNS();
@@ -1032,6 +1291,8 @@ int main(void)
 	    T(test_vip_deleted_passes),
 	    T(test_truncated_and_malformed),
 	    T(test_fragments_and_ext_headers),
+	    T(test_malformed_more),
+	    T(test_malformed_icmp_and_l4),
 	    T(test_sticky_after_table_swap),
 	    T(test_gone_real_repicked),
 	    T(test_idle_timeout_expiry),
@@ -1047,6 +1308,8 @@ int main(void)
 	    T(test_idle_timeout_real_time),
 	    T(test_no_table_drops),
 	    T(test_counters),
+	    T(test_counters_per_vip_and_real),
+	    T(test_moved_vip_inherits_no_flows),
 	    T(test_api_rejects_bad_input),
 	};
 	return cmocka_run_group_tests(tests, group_setup, NULL);

@@ -202,6 +202,68 @@ static void test_other_traffic_untouched(void **state)
 	assert_int_equal(stat_get(d, TG_DECAP_STAT_DECAP4), 0);
 }
 
+/* Malformed tunnels to a VIP: each goes to the kernel exactly as it came
+ * (which drops what is broken), none is stripped, none reaches the VIP lookup. */
+static void test_malformed_tunnels_untouched(void **state)
+{
+	dfx_t *d = *state;
+	fx_spec_t s = client4();
+	fx_spec_t s6 = client4();
+	fx_pkt_t inner, inner6, in;
+
+	s6.family = 6;
+	s6.src = "fd00:7467:50::7";
+	s6.dst = VIP6;
+	fx_build(&s, &inner);
+	fx_build(&s6, &inner6);
+
+	/* (An outer IPv4 header cut short cannot be fed to a tc program: the
+	 * kernel's BPF_PROG_TEST_RUN refuses it with -EINVAL.) */
+	/* outer IPv4 IHL 4 */
+	wrap(&inner, 4, 0, &in);
+	in.b[14] = 0x44;
+	run_expect(d, &in, &in);
+	/* IPv4 ethertype, outer header says version 6 */
+	wrap(&inner, 4, 0, &in);
+	in.b[14] = 0x65;
+	run_expect(d, &in, &in);
+	/* outer IHL 15: its options cover the inner header, which is then cut */
+	wrap(&inner, 4, 0, &in);
+	in.b[14] = 0x4f;
+	in.len = 14 + 60 + 10;
+	run_expect(d, &in, &in);
+	/* IPIP whose inner header claims version 6 */
+	wrap(&inner, 4, 0, &in);
+	in.b[14 + 20] = (uint8_t)((in.b[14 + 20] & 0x0f) | 0x60);
+	run_expect(d, &in, &in);
+	/* IP6IP6 cut inside the inner header */
+	wrap(&inner6, 6, 0, &in);
+	in.len = 14 + 40 + 20;
+	run_expect(d, &in, &in);
+	/* IPv6 ethertype, outer header says version 4 */
+	wrap(&inner6, 6, 0, &in);
+	in.b[14] = (uint8_t)((in.b[14] & 0x0f) | 0x40);
+	run_expect(d, &in, &in);
+	/* IP6IP6 whose inner header claims version 4 */
+	wrap(&inner6, 6, 0, &in);
+	in.b[14 + 40] = (uint8_t)((in.b[14 + 40] & 0x0f) | 0x40);
+	run_expect(d, &in, &in);
+
+	assert_int_equal(stat_get(d, TG_DECAP_STAT_DECAP4), 0);
+	assert_int_equal(stat_get(d, TG_DECAP_STAT_DECAP6), 0);
+	assert_int_equal(stat_get(d, TG_DECAP_STAT_PASS_NOT_VIP), 0);
+	assert_int_equal(stat_get(d, TG_DECAP_STAT_FAIL), 0);
+	/* the unmodified tunnels are stripped (the cases above were refused for
+	 * what was changed in them) */
+	fx_pkt_t out;
+	wrap(&inner, 4, 0, &in);
+	assert_int_equal(fx_run(d->prog, &in, &out, 0, false), -1);
+	wrap(&inner6, 6, 0, &in);
+	assert_int_equal(fx_run(d->prog, &in, &out, 0, false), -1);
+	assert_int_equal(stat_get(d, TG_DECAP_STAT_DECAP4), 1);
+	assert_int_equal(stat_get(d, TG_DECAP_STAT_DECAP6), 1);
+}
+
 /* Balancer output -> decap gives back the client's frame's L3 bytes. */
 static void test_round_trip_through_balancer(void **state)
 {
@@ -255,6 +317,7 @@ int main(void)
 	    cmocka_unit_test_setup_teardown(test_ipip_stripped, setup, teardown),
 	    cmocka_unit_test_setup_teardown(test_ip6ip6_stripped, setup, teardown),
 	    cmocka_unit_test_setup_teardown(test_other_traffic_untouched, setup, teardown),
+	    cmocka_unit_test_setup_teardown(test_malformed_tunnels_untouched, setup, teardown),
 	    cmocka_unit_test_setup_teardown(test_round_trip_through_balancer, setup, teardown),
 	};
 	return cmocka_run_group_tests(tests, NULL, NULL);
