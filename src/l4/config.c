@@ -1067,24 +1067,6 @@ static size_t bad_utf8_line(const unsigned char *p, size_t len)
 	return 0;
 }
 
-/* libfyaml 0.7.12 leaks its unescape buffer (512 bytes and up, per parse)
- * on a single-quoted scalar holding five or more '' escapes in a row (a run
- * of 12 apostrophes; found by fuzz_l4config under LeakSanitizer). No
- * balancer configuration needs a run of 8, so such text is refused and a
- * reload loop cannot leak. Returns the 1-based line of the run, or 0. */
-#define QUOTE_RUN_MAX 8
-static size_t quote_run_line(const char *p, size_t len)
-{
-	size_t line = 1, run = 0;
-	for (size_t i = 0; i < len; i++) {
-		line += p[i] == '\n';
-		run = p[i] == '\'' ? run + 1 : 0;
-		if (run >= QUOTE_RUN_MAX)
-			return line;
-	}
-	return 0;
-}
-
 int tg_l4_config_parse(const char *text, size_t len, tg_l4_config_t **out, char *err, size_t errlen)
 {
 	pctx_t c = {.err = err, .errlen = errlen};
@@ -1106,12 +1088,6 @@ int tg_l4_config_parse(const char *text, size_t len, tg_l4_config_t **out, char 
 	size_t bad = bad_utf8_line((const unsigned char *)text, len);
 	if (bad) {
 		fail(&c, "line %zu: not valid UTF-8 text", bad);
-		goto out;
-	}
-	bad = quote_run_line(text, len);
-	if (bad) {
-		fail(&c, "line %zu: a run of %d or more ' characters is not accepted", bad,
-		     QUOTE_RUN_MAX);
 		goto out;
 	}
 	fy_diag_set_collect_errors(diag, true);

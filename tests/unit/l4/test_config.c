@@ -263,10 +263,9 @@ static void test_document_errors(void **state)
 				 -EINVAL);
 		assert_string_equal(err, "line 1: not valid UTF-8 text");
 	}
-	/* Long runs of '' escapes leak inside libfyaml 0.7.12: refused;
-	 * shorter ones reach the field checks. */
-	parse_err("interface: eth0\nzone: 'a'''''''''''''b'\n",
-		  "line 2: a run of 8 or more ' characters is not accepted");
+	/* '' escapes are ordinary YAML (libfyaml 0.7.12 leaks 512 bytes on many of
+	 * them: see tests/lsan.supp); they reach the field checks. */
+	parse_err_prefix("interface: eth0\nzone: 'a''''''''''''b'\nvips: []\n", "zone: ");
 	parse_err_prefix("interface: eth0\nzone: 'a''''''b'\nvips: []\n", "zone: ");
 	/* Valid multi-byte text is fine (and then judged on its merits). */
 	parse_err("interface: eth0\nzone: \xc3\xa9t\xc3\xa9\nvips: []\n",
