@@ -15,6 +15,7 @@
  * aborts the transfer with CURLE_WRITE_ERROR; the reason was recorded first.
  */
 #include "ingress/kube.h"
+#include "ingress/config_metrics.h"
 #include "ingress/kube_status.h"
 #include "ingress/kube_stream.h"
 #include "ingress/object.h"
@@ -158,13 +159,7 @@ typedef struct kmetrics {
 	bool synced[RES_COUNT];		       /* first list done */
 	uint64_t status_ok;		       /* status writes accepted */
 	uint64_t status_failed;		       /* status writes refused or failed */
-	uint64_t reloads;		       /* snapshots built */
-	uint64_t rejected;		       /* objects rejected, ever */
-	bool last_ok;			       /* no object rejected since the last build */
-	double last_success;		       /* Unix time of the last clean build */
-	uint32_t objects[TG_KIND_COUNT];       /* objects in the store */
-	uint32_t routed;		       /* Ingresses in the snapshot */
-	double build_seconds;		       /* last build time */
+	tg_config_metrics_t cm;		       /* the families every source reports */
 } kmetrics_t;
 
 static struct kube {
@@ -489,7 +484,7 @@ static void note_rejected(void)
 {
 	K.rejected_since_build++;
 	pthread_mutex_lock(&K.mlock);
-	K.m.rejected++;
+	K.m.cm.errors_total++;
 	pthread_mutex_unlock(&K.mlock);
 }
 
@@ -1101,14 +1096,17 @@ static void build(void)
 	bool ok = K.rejected_since_build == 0;
 	K.rejected_since_build = 0;
 	pthread_mutex_lock(&K.mlock);
-	K.m.reloads++;
-	K.m.last_ok = ok;
 	if (ok)
-		K.m.last_success = wall_now();
+		K.m.cm.reloads_ok++;
+	else
+		K.m.cm.reloads_failed++;
+	K.m.cm.last_ok = ok;
+	if (ok)
+		K.m.cm.last_success = wall_now();
 	for (int i = 0; i < TG_KIND_COUNT; i++)
-		tg_store_list(K.store, (tg_kind_t)i, &K.m.objects[i]);
-	K.m.routed = bs.ingresses_routed;
-	K.m.build_seconds = bs.build_ms / 1e3;
+		tg_store_list(K.store, (tg_kind_t)i, &K.m.cm.objects[i]);
+	K.m.cm.routed = bs.ingresses_routed;
+	K.m.cm.build_seconds = bs.build_ms / 1e3;
 	if (first) {
 		K.first_published = true;
 		pthread_cond_broadcast(&K.first_cond);
@@ -1516,42 +1514,7 @@ void tg_kube_metrics(tg_sbuf_t *out)
 {
 	pthread_mutex_lock(&K.mlock);
 	const kmetrics_t *m = &K.m;
-	tg_sbuf_printf(out,
-		       "# HELP tidegate_config_last_reload_successful Whether no object was "
-		       "rejected since the previous snapshot build.\n"
-		       "# TYPE tidegate_config_last_reload_successful gauge\n"
-		       "tidegate_config_last_reload_successful %d\n"
-		       "# HELP tidegate_config_last_reload_success_timestamp_seconds Time of the "
-		       "last snapshot build without rejected objects.\n"
-		       "# TYPE tidegate_config_last_reload_success_timestamp_seconds gauge\n"
-		       "tidegate_config_last_reload_success_timestamp_seconds %.3f\n"
-		       "# HELP tidegate_config_reloads_total Snapshots built from the API.\n"
-		       "# TYPE tidegate_config_reloads_total counter\n"
-		       "tidegate_config_reloads_total{result=\"success\"} %llu\n"
-		       "# HELP tidegate_config_errors_total Objects rejected (their last good "
-		       "version kept).\n"
-		       "# TYPE tidegate_config_errors_total counter\n"
-		       "tidegate_config_errors_total %llu\n"
-		       "# HELP tidegate_config_objects Kubernetes objects in the store.\n"
-		       "# TYPE tidegate_config_objects gauge\n",
-		       m->last_ok ? 1 : 0, m->last_success, (unsigned long long)m->reloads,
-		       (unsigned long long)m->rejected);
-	for (int i = 0; i < TG_KIND_COUNT; i++)
-		tg_sbuf_printf(out, "tidegate_config_objects{kind=\"%s\"} %u\n",
-			       tg_kind_name((tg_kind_t)i), m->objects[i]);
-	tg_sbuf_printf(
-	    out,
-	    "# HELP tidegate_config_ingresses_routed Ingresses in the current snapshot.\n"
-	    "# TYPE tidegate_config_ingresses_routed gauge\n"
-	    "tidegate_config_ingresses_routed %u\n"
-	    "# HELP tidegate_config_last_build_duration_seconds Time to build the last "
-	    "snapshot.\n"
-	    "# TYPE tidegate_config_last_build_duration_seconds gauge\n"
-	    "tidegate_config_last_build_duration_seconds %.6f\n"
-	    "# HELP tidegate_config_generation Generation of the current snapshot.\n"
-	    "# TYPE tidegate_config_generation gauge\n"
-	    "tidegate_config_generation %llu\n",
-	    m->routed, m->build_seconds, (unsigned long long)tg_snapshot_generation());
+	tg_config_metrics_write(out, &m->cm);
 	tg_sbuf_printf(out, "# HELP tidegate_kube_synced Whether the first list of a resource "
 			    "completed.\n# TYPE tidegate_kube_synced gauge\n");
 	for (int i = 0; i < RES_COUNT; i++)

@@ -34,6 +34,7 @@
  * file at once, which triggers a full re-read.
  */
 #include "ingress/source.h"
+#include "ingress/config_metrics.h"
 #include "ingress/kube.h"
 #include "ingress/manifest.h"
 #include "ingress/snapshot.h"
@@ -121,16 +122,9 @@ typedef struct failing {
 
 /* Counters read by tg_source_metrics from another thread (under mlock). */
 typedef struct metrics {
-	double last_success;		 /* Unix time of the last reload without errors */
-	bool last_ok;			 /* the last reload had no errors */
-	uint64_t reloads_ok;		 /* reloads without errors */
-	uint64_t reloads_failed;	 /* reloads that rejected a file or object */
-	uint64_t errors_total;		 /* files and objects rejected, ever */
-	uint32_t objects[TG_KIND_COUNT]; /* objects in the store per kind */
-	uint32_t routed;		 /* Ingresses in the current snapshot */
-	double build_seconds;		 /* last snapshot build time */
-	failing_t *failing;		 /* files with errors now */
-	uint32_t n_failing;		 /* entries in failing */
+	tg_config_metrics_t cm; /* the families every source reports */
+	failing_t *failing;	/* files with errors now */
+	uint32_t n_failing;	/* entries in failing */
 } metrics_t;
 
 static struct source {
@@ -692,19 +686,19 @@ static void update_metrics(bool ok, const tg_build_stats_t *bs, bool built)
 	clock_gettime(CLOCK_REALTIME, &ts);
 	pthread_mutex_lock(&src.mlock);
 	metrics_t *m = &src.m;
-	m->last_ok = ok;
+	m->cm.last_ok = ok;
 	if (ok) {
-		m->reloads_ok++;
-		m->last_success = (double)ts.tv_sec + (double)ts.tv_nsec / 1e9;
+		m->cm.reloads_ok++;
+		m->cm.last_success = (double)ts.tv_sec + (double)ts.tv_nsec / 1e9;
 	} else {
-		m->reloads_failed++;
+		m->cm.reloads_failed++;
 	}
-	m->errors_total += src.r_failed + src.r_rejected;
+	m->cm.errors_total += src.r_failed + src.r_rejected;
 	for (int i = 0; i < TG_KIND_COUNT; i++)
-		tg_store_list(src.store, (tg_kind_t)i, &m->objects[i]);
+		tg_store_list(src.store, (tg_kind_t)i, &m->cm.objects[i]);
 	if (built) {
-		m->routed = bs->ingresses_routed;
-		m->build_seconds = bs->build_ms / 1e3;
+		m->cm.routed = bs->ingresses_routed;
+		m->cm.build_seconds = bs->build_ms / 1e3;
 	}
 	for (uint32_t i = 0; i < m->n_failing; i++)
 		free(m->failing[i].path);
@@ -1107,27 +1101,7 @@ void tg_source_metrics(tg_sbuf_t *out)
 	}
 	pthread_mutex_lock(&src.mlock);
 	const metrics_t *m = &src.m;
-	tg_sbuf_printf(
-	    out,
-	    "# HELP tidegate_config_last_reload_successful Whether the last configuration "
-	    "reload applied without rejecting a file or object.\n"
-	    "# TYPE tidegate_config_last_reload_successful gauge\n"
-	    "tidegate_config_last_reload_successful %d\n"
-	    "# HELP tidegate_config_last_reload_success_timestamp_seconds Time of the "
-	    "last reload without errors.\n"
-	    "# TYPE tidegate_config_last_reload_success_timestamp_seconds gauge\n"
-	    "tidegate_config_last_reload_success_timestamp_seconds %.3f\n"
-	    "# HELP tidegate_config_reloads_total Configuration reloads; failure means a "
-	    "file or object was rejected and its last good version kept.\n"
-	    "# TYPE tidegate_config_reloads_total counter\n"
-	    "tidegate_config_reloads_total{result=\"success\"} %llu\n"
-	    "tidegate_config_reloads_total{result=\"failure\"} %llu\n"
-	    "# HELP tidegate_config_errors_total Files that failed to parse and objects "
-	    "rejected, over all reloads.\n"
-	    "# TYPE tidegate_config_errors_total counter\n"
-	    "tidegate_config_errors_total %llu\n",
-	    m->last_ok ? 1 : 0, m->last_success, (unsigned long long)m->reloads_ok,
-	    (unsigned long long)m->reloads_failed, (unsigned long long)m->errors_total);
+	tg_config_metrics_write(out, &m->cm);
 	tg_sbuf_printf(out, "# HELP tidegate_config_file_errors Errors in a manifest file now "
 			    "(1 when it does not parse, else the objects rejected in it).\n"
 			    "# TYPE tidegate_config_file_errors gauge\n");
@@ -1136,23 +1110,5 @@ void tg_source_metrics(tg_sbuf_t *out)
 		tg_sbuf_label_escape(out, m->failing[i].path);
 		tg_sbuf_printf(out, "\"} %u\n", m->failing[i].errors);
 	}
-	tg_sbuf_printf(out, "# HELP tidegate_config_objects Kubernetes objects in the store.\n"
-			    "# TYPE tidegate_config_objects gauge\n");
-	for (int i = 0; i < TG_KIND_COUNT; i++)
-		tg_sbuf_printf(out, "tidegate_config_objects{kind=\"%s\"} %u\n",
-			       tg_kind_name((tg_kind_t)i), m->objects[i]);
-	tg_sbuf_printf(
-	    out,
-	    "# HELP tidegate_config_ingresses_routed Ingresses in the current snapshot.\n"
-	    "# TYPE tidegate_config_ingresses_routed gauge\n"
-	    "tidegate_config_ingresses_routed %u\n"
-	    "# HELP tidegate_config_last_build_duration_seconds Time to build the last "
-	    "snapshot.\n"
-	    "# TYPE tidegate_config_last_build_duration_seconds gauge\n"
-	    "tidegate_config_last_build_duration_seconds %.6f\n"
-	    "# HELP tidegate_config_generation Generation of the current snapshot.\n"
-	    "# TYPE tidegate_config_generation gauge\n"
-	    "tidegate_config_generation %llu\n",
-	    m->routed, m->build_seconds, (unsigned long long)tg_snapshot_generation());
 	pthread_mutex_unlock(&src.mlock);
 }
