@@ -20,6 +20,7 @@ defaults: examples/manifests and a balancer config written here.
 When namespaces or XDP cannot be used, the demo falls back to the ingress
 alone on 127.0.0.1:8080 and says why.
 """
+import base64
 import json
 import os
 import shutil
@@ -50,6 +51,21 @@ zone: a
 vips:
   - address: {vip}
     port: 80
+    protocol: tcp
+    forwarding: ipip
+    deregistration-delay: 10s
+    health-check:
+      protocol: http
+      port: 10254
+      path: /healthz
+      interval: 1s
+      timeout: 500ms
+      healthy-threshold: 2
+      unhealthy-threshold: 2
+    reals:
+{reals}
+  - address: {vip}
+    port: 443
     protocol: tcp
     forwarding: ipip
     deregistration-delay: 10s
@@ -136,6 +152,35 @@ def wait_http(argv, want=b"", timeout=20.0):
     return False
 
 
+def add_tls(manifests):
+    """Gives demo.tidegate.test a certificate: a fresh self-signed ECDSA P-256
+    key made here (never checked in), a kubernetes.io/tls Secret holding it,
+    and spec.tls on the demo Ingress. ssl-redirect stays off in the demo's
+    ConfigMap so plain HTTP keeps working beside HTTPS."""
+    d = os.path.join(STATE, "pki")
+    os.makedirs(d, exist_ok=True)
+    key, crt = os.path.join(d, "demo.key"), os.path.join(d, "demo.crt")
+    subprocess.run(["openssl", "req", "-x509", "-newkey", "ec", "-pkeyopt",
+                    "ec_paramgen_curve:prime256v1", "-nodes", "-keyout", key, "-out", crt,
+                    "-days", "30", "-subj", "/CN=demo.tidegate.test",
+                    "-addext", "subjectAltName=DNS:demo.tidegate.test"],
+                   check=True, capture_output=True)
+    b64 = lambda f: base64.b64encode(open(f, "rb").read()).decode()  # noqa: E731
+    with open(os.path.join(manifests, "30-demo-tls.yaml"), "w") as f:
+        f.write("# Written by scripts/demo: the demo host's certificate (self-signed).\n"
+                "apiVersion: v1\nkind: Secret\nmetadata:\n  name: demo-tls\n"
+                "  namespace: demo\ntype: kubernetes.io/tls\ndata:\n"
+                f"  tls.crt: {b64(crt)}\n  tls.key: {b64(key)}\n")
+    ing = os.path.join(manifests, "20-ingress.yaml")
+    text = open(ing).read()
+    text = text.replace("spec:\n  ingressClassName: tidegate\n",
+                        "spec:\n  ingressClassName: tidegate\n  tls:\n"
+                        "    - hosts: [demo.tidegate.test]\n      secretName: demo-tls\n", 1)
+    with open(ing, "w") as f:
+        f.write(text)
+    return crt
+
+
 def start_local(reason):
     """Fallback: the ingress alone on loopback."""
     log(f"network namespaces/XDP unavailable ({reason}); starting the ingress alone")
@@ -145,7 +190,8 @@ def start_local(reason):
         pids.append(spawn([PY, BACKEND, "--port", str(port), "--name", name, "--service", svc],
                           f"backend-{name}.log"))
     pids.append(spawn([BIN, "ingress", "--manifests", manifests, "--http-listen",
-                       "127.0.0.1:8080", "--admin-listen", "127.0.0.1:10254"], "ingress.log"))
+                       "127.0.0.1:8080", "--https-listen", "127.0.0.1:8443", "--admin-listen",
+                       "127.0.0.1:10254"], "ingress.log"))
     save({"mode": "local", "pids": pids, "namespaces": []})
     ok = wait_http(["curl", "-fsS", "-H", "Host: demo.tidegate.test", "http://127.0.0.1:8080/"],
                    b"endpoint")
@@ -154,6 +200,8 @@ tidegate ingress is serving on 127.0.0.1:8080 ({'ready' if ok else 'NOT answerin
 
   curl -H 'Host: demo.tidegate.test' http://127.0.0.1:8080/        # echo-1 / echo-2, round robin
   curl -H 'Host: demo.tidegate.test' http://127.0.0.1:8080/hello   # hello-1
+  curl --cacert {STATE}/pki/demo.crt --resolve demo.tidegate.test:8443:127.0.0.1 \\
+       https://demo.tidegate.test:8443/                           # TLS, SNI picks the certificate
   curl http://127.0.0.1:10254/metrics | grep tidegate_http
   $EDITOR {manifests}/20-ingress.yaml    # applied live, no reload
 
@@ -169,6 +217,7 @@ def start():
     manifests = os.path.join(STATE, "manifests")
     shutil.rmtree(manifests, ignore_errors=True)
     shutil.copytree(os.path.join(ROOT, "examples", "manifests"), manifests)
+    add_tls(manifests)
     if not os.access(BIN, os.X_OK):
         log(f"{BIN} is missing: run make first")
         return 1
@@ -195,7 +244,8 @@ def start():
         pids.append(spawn([BIN, "decap", "--iface", "eth0", "--vip", VIP], f"ing{i}-decap.log",
                           ns))
         pids.append(spawn([BIN, "ingress", "--manifests", manifests, "--http-listen",
-                           "0.0.0.0:80", "--admin-listen", "0.0.0.0:10254", "--workers", "2",
+                           "0.0.0.0:80", "--https-listen", "0.0.0.0:443", "--admin-listen",
+                           "0.0.0.0:10254", "--workers", "2",
                            "--shutdown-grace-period", "3"], f"ing{i}-ingress.log", ns))
         save(state)
     reals = "".join(f"      - address: {l4net.real_ip4(i)}\n" for i in range(1, N_ING + 1))
@@ -210,13 +260,15 @@ def start():
     ok = wait_http(client, b"endpoint", timeout=30)
     print(f"""
 The whole path is up ({'ready' if ok else 'NOT answering yet: see the logs'}):
-  tg-client -> tg-router -> tg-lb1 (XDP balancer, VIP {VIP}:80, Maglev, IPIP)
+  tg-client -> tg-router -> tg-lb1 (XDP balancer, VIP {VIP}:80 and :443, Maglev, IPIP)
             -> tg-ing1 / tg-ing2 (tc decap + tidegate ingress) -> echo backends
             -> replies straight back to tg-client (direct server return)
 
 Try:
   ip netns exec tg-client curl -H 'Host: demo.tidegate.test' http://{VIP}/        # JSON from echo-N@ingM
   ip netns exec tg-client curl -H 'Host: demo.tidegate.test' http://{VIP}/hello   # hello-1@ingM
+  ip netns exec tg-client curl --cacert {STATE}/pki/demo.crt \\
+      --resolve demo.tidegate.test:443:{VIP} https://demo.tidegate.test/    # TLS on the VIP's port 443
   for i in $(seq 8); do ip netns exec tg-client curl -s http://{VIP}/ | grep endpoint; done
   ip netns exec tg-lb1 curl -s 127.0.0.1:10255/metrics | grep -E 'tidegate_l4_(packets|real_healthy)'
   ip netns exec tg-ing1 curl -s 127.0.0.1:10254/metrics | grep tidegate_http_requests_total
