@@ -1,4 +1,5 @@
 #include "ingress/annotations.h"
+#include "ingress/extra.h"
 #include "ingress/once.h"
 #include "core/common.h"
 #include "core/log.h"
@@ -6,18 +7,30 @@
 #include "tls/tls.h"
 
 #include <errno.h>
+#include <regex.h>
+#include <stdarg.h>
 #include <stdio.h>
 #include <string.h>
 
-/* Annotations accepted and stored raw: their behaviour comes with later work. */
+/* Annotations stored raw for tls_build.c, which reads them again. */
 static const char *const raw_names[] = {
     "auth-tls-secret",
     "auth-tls-verify-client",
     "auth-tls-verify-depth",
     "auth-tls-error-page",
     "auth-tls-pass-certificate-to-upstream",
-    "auth-tls-match-cn",
-    "whitelist-source-range",
+};
+
+/* Protections tidegate does not implement: an Ingress asking for one is not
+ * served rather than served without it. (Names ending in -snippet too.) */
+static const char *const refused_names[] = {
+    "auth-type", "auth-url", "auth-signin", "auth-secret", "auth-realm", "satisfy",
+};
+
+/* Protections refused when switched on ("true"). */
+static const char *const refused_when_true[] = {
+    "enable-modsecurity",
+    "enable-owasp-core-rules",
 };
 
 static int timeout_ms(const char *v, size_t len, uint32_t *out)
@@ -61,6 +74,272 @@ static const char *check_auth_tls(tg_str_t name, const char *v, size_t vl)
 		return tg_parse_bool(v, vl, &b) == 0 ? NULL : " (want true or false)";
 	}
 	return NULL;
+}
+
+/* Records the first reason the Ingress cannot be served (later ones are
+ * usually consequences of the same intent). Returns 0, or -ENOMEM. */
+static int refuse(tg_ingress_annotations_t *out, tg_arena_t *a, const char *fmt, ...)
+    __attribute__((format(printf, 3, 4)));
+static int refuse(tg_ingress_annotations_t *out, tg_arena_t *a, const char *fmt, ...)
+{
+	if (out->refused)
+		return 0;
+	char buf[400];
+	va_list ap;
+	va_start(ap, fmt);
+	vsnprintf(buf, sizeof(buf), fmt, ap);
+	va_end(ap);
+	out->refused = tg_arena_strdup(a, buf);
+	return out->refused ? 0 : -ENOMEM;
+}
+
+/* True when v is non-empty and has no blank or control byte (it is written
+ * into a header line or a Location). */
+static bool header_safe(const char *v, size_t vl)
+{
+	if (vl == 0)
+		return false;
+	for (size_t i = 0; i < vl; i++)
+		if ((unsigned char)v[i] <= 0x20 || v[i] == 0x7f)
+			return false;
+	return true;
+}
+
+/* A comma-separated CIDR list into an arena array. Returns the count or -1. */
+static int parse_ranges(const char *v, size_t vl, tg_arena_t *a, tg_cidr_t **out)
+{
+	size_t max = 1;
+	for (size_t i = 0; i < vl; i++)
+		max += v[i] == ',';
+	if (max > 65536)
+		return -1;
+	tg_cidr_t *list = tg_arena_array(a, max, sizeof(*list));
+	if (!list)
+		return -1;
+	int n = tg_cidr_parse_list(v, vl, list, (int)max, NULL);
+	if (n < 0)
+		return -1;
+	*out = list;
+	return n;
+}
+
+/* http:// or https:// URL safe for a Location line (ingress-nginx accepts
+ * only those schemes for the redirect annotations). */
+static bool redirect_url_ok(const char *v, size_t vl)
+{
+	bool scheme = (vl > 7 && tg_str_caseeq((tg_str_t){v, 7}, "http://", 7)) ||
+		      (vl > 8 && tg_str_caseeq((tg_str_t){v, 8}, "https://", 8));
+	return scheme && header_safe(v, vl);
+}
+
+/* Returns true when the annotation `name` is one of the security annotations
+ * or routing annotations handled here; fills out (or refuses the Ingress).
+ * *want gets a hint for a bad value that rejects the object (its last good
+ * version stays); -ENOMEM in *err. */
+static bool parse_extra(tg_str_t name, const char *key, const char *v, size_t vl, tg_arena_t *a,
+			tg_ingress_annotations_t *out, const char **want, int *err)
+{
+	*want = NULL;
+	*err = 0;
+	/* Unsupported protections. */
+	for (size_t k = 0; k < TG_ARRAY_SIZE(refused_names); k++)
+		if (name_is(name, refused_names[k])) {
+			*err = refuse(out, a,
+				      "annotation %s is not supported: refusing to serve this "
+				      "Ingress without the protection it asks for",
+				      key);
+			return true;
+		}
+	if (name.len > 8 && memcmp(name.ptr + name.len - 8, "-snippet", 8) == 0) {
+		*err = refuse(out, a,
+			      "annotation %s is not supported (tidegate cannot run nginx "
+			      "configuration): refusing to serve this Ingress without it",
+			      key);
+		return true;
+	}
+	for (size_t k = 0; k < TG_ARRAY_SIZE(refused_when_true); k++)
+		if (name_is(name, refused_when_true[k])) {
+			bool on = false;
+			if (tg_parse_bool(v, vl, &on) == 0 && !on)
+				return true; /* explicitly off: nothing asked for */
+			*err = refuse(out, a,
+				      "annotation %s is not supported: refusing to serve this "
+				      "Ingress without the protection it asks for",
+				      key);
+			return true;
+		}
+	/* Source ranges (allowlist- is the newer name and wins over whitelist-,
+	 * as in ingress-nginx). */
+	bool allow_new = name_is(name, "allowlist-source-range");
+	if (allow_new || name_is(name, "whitelist-source-range") ||
+	    name_is(name, "denylist-source-range")) {
+		bool deny = name.ptr[0] == 'd';
+		if (!deny && out->has_allow && !allow_new)
+			return true; /* allowlist- given too */
+		tg_cidr_t *list = NULL;
+		int cnt = parse_ranges(v, vl, a, &list);
+		if (cnt < 0) {
+			*err = refuse(out, a,
+				      "annotation %s: bad value \"%.*s\" (want comma-separated "
+				      "addresses or blocks such as 10.0.0.0/8, fd00::/8): refusing "
+				      "to serve this Ingress without the protection it asks for",
+				      key, (int)TG_MIN(vl, 64), v);
+			return true;
+		}
+		if (deny) {
+			out->has_deny = true;
+			out->deny = list;
+			out->n_deny = (uint32_t)cnt;
+		} else {
+			out->has_allow = true;
+			out->allow = list;
+			out->n_allow = (uint32_t)cnt;
+		}
+		return true;
+	}
+	if (name_is(name, "auth-tls-match-cn")) {
+		regex_t re;
+		bool ok = vl > 3 && memcmp(v, "CN=", 3) == 0 && !memchr(v, '\0', vl);
+		char *pat = ok ? tg_arena_strndup(a, v, vl) : NULL;
+		if (ok && !pat) {
+			*err = -ENOMEM;
+			return true;
+		}
+		if (ok && !tg_extra_regex_check(pat, vl) &&
+		    regcomp(&re, pat, REG_EXTENDED | REG_NOSUB) == 0)
+			regfree(&re);
+		else
+			ok = false;
+		if (!ok) {
+			*err = refuse(out, a,
+				      "annotation %s: bad value \"%.*s\" (want CN= followed by a "
+				      "POSIX extended regular expression): refusing to serve this "
+				      "Ingress without the protection it asks for",
+				      key, (int)TG_MIN(vl, 64), v);
+			return true;
+		}
+		out->match_cn = pat;
+		return true;
+	}
+	/* Upstream TLS. */
+	if (name_is(name, "proxy-ssl-verify") || name_is(name, "proxy-ssl-server-name")) {
+		tg_str_t s = {v, vl};
+		bool on = tg_str_caseeq(s, "on", 2);
+		if (!on && !tg_str_caseeq(s, "off", 3)) {
+			if (name.ptr[10] == 'v') /* a verification asked for but unreadable */
+				*err = refuse(out, a,
+					      "annotation %s: bad value \"%.*s\" (want on or off): "
+					      "refusing to serve this Ingress without the "
+					      "protection it asks for",
+					      key, (int)TG_MIN(vl, 64), v);
+			else
+				*want = " (want on or off)";
+			return true;
+		}
+		if (name.ptr[10] == 'v')
+			out->proxy_ssl_verify = on;
+		else
+			out->proxy_ssl_server_name = on;
+		return true;
+	}
+	if (name_is(name, "proxy-ssl-verify-depth")) {
+		uint64_t d;
+		if (tg_parse_u64(v, vl, &d) || d < 1 || d > 100)
+			*want = " (want 1 to 100)";
+		else
+			out->proxy_ssl_verify_depth = (uint32_t)d;
+		return true;
+	}
+	if (name_is(name, "proxy-ssl-secret") || name_is(name, "proxy-ssl-name")) {
+		bool secret = name.ptr[10] == 's';
+		const char *slash = memchr(v, '/', vl);
+		bool ok =
+		    header_safe(v, vl) && (!secret || !slash ||
+					   (slash > v && slash < v + vl - 1 &&
+					    !memchr(slash + 1, '/', (size_t)(v + vl - slash - 1))));
+		if (!ok) {
+			*err = refuse(out, a,
+				      "annotation %s: bad value \"%.*s\" (want %s): refusing to "
+				      "serve this Ingress without the protection it asks for",
+				      key, (int)TG_MIN(vl, 64), v,
+				      secret ? "NAMESPACE/SECRET or SECRET" : "a host name");
+			return true;
+		}
+		char *d = tg_arena_strndup(a, v, vl);
+		if (!d)
+			*err = -ENOMEM;
+		else if (secret)
+			out->proxy_ssl_secret = d;
+		else
+			out->proxy_ssl_name = d;
+		return true;
+	}
+	/* Routing. */
+	bool perm = name_is(name, "permanent-redirect");
+	if (perm || name_is(name, "temporal-redirect")) {
+		if (!redirect_url_ok(v, vl)) {
+			*want = " (want an http:// or https:// URL)";
+			return true;
+		}
+		char *d = tg_arena_strndup(a, v, vl);
+		if (!d) {
+			*err = -ENOMEM;
+			return true;
+		}
+		/* permanent-redirect wins when both are given (ingress-nginx); the
+		 * -code annotations are applied after the loop. */
+		if (perm || out->redirect_code != 301) {
+			out->redirect_url = d;
+			out->redirect_code = perm ? 301 : 302;
+		}
+		return true;
+	}
+	if (name_is(name, "permanent-redirect-code") || name_is(name, "temporal-redirect-code")) {
+		uint64_t code;
+		if (tg_parse_u64(v, vl, &code) || code < 300 || code > 308)
+			*want = " (want a redirect status 300 to 308)";
+		return true; /* applied after the loop (tg_annotations_parse) */
+	}
+	if (name_is(name, "app-root")) {
+		if (vl < 2 || v[0] != '/' || !header_safe(v, vl)) {
+			*want = " (want a path such as /app)";
+			return true;
+		}
+		if (!(out->app_root = tg_arena_strndup(a, v, vl)))
+			*err = -ENOMEM;
+		return true;
+	}
+	if (name_is(name, "canary")) {
+		if (tg_parse_bool(v, vl, &out->canary))
+			*want = " (want true or false)";
+		return true;
+	}
+	if (name_is(name, "use-regex")) {
+		bool on;
+		if (tg_parse_bool(v, vl, &on))
+			*want = " (want true or false)";
+		else
+			out->use_regex = out->use_regex || on;
+		return true;
+	}
+	if (name_is(name, "rewrite-target") || name_is(name, "x-forwarded-prefix") ||
+	    name_is(name, "upstream-vhost")) {
+		if (!header_safe(v, vl)) {
+			*want = " (want a value without blanks or control characters)";
+			return true;
+		}
+		char *d = tg_arena_strndup(a, v, vl);
+		if (!d)
+			*err = -ENOMEM;
+		else if (name.ptr[0] == 'r')
+			out->rewrite_target = d;
+		else if (name.ptr[0] == 'x')
+			out->x_forwarded_prefix = d;
+		else
+			out->upstream_vhost = d;
+		return true;
+	}
+	return false;
 }
 
 int tg_annotations_parse(const tg_kv_t *ann, uint32_t n, tg_arena_t *a,
@@ -111,13 +390,46 @@ int tg_annotations_parse(const tg_kv_t *ann, uint32_t n, tg_arena_t *a,
 				out->protocol = TG_PROTO_HTTP;
 			else if (tg_str_caseeq(s, "HTTPS", 5))
 				out->protocol = TG_PROTO_HTTPS;
-			else if (tg_str_caseeq(s, "GRPC", 4))
-				out->protocol = TG_PROTO_GRPC;
-			else if (tg_str_caseeq(s, "GRPCS", 5))
-				out->protocol = TG_PROTO_GRPCS;
-			else
+			else if (tg_str_caseeq(s, "AUTO_HTTP", 9))
+				out->protocol = TG_PROTO_HTTP; /* HTTP/1.1 either way */
+			else if (tg_str_caseeq(s, "GRPC", 4) || tg_str_caseeq(s, "GRPCS", 5)) {
+				out->protocol = vl == 4 ? TG_PROTO_GRPC : TG_PROTO_GRPCS;
+				/* Proxied as HTTP/1.1 it would only reach the backend as
+				 * garbage: say so instead. */
+				if (refuse(out, a,
+					   "annotation %s: %.*s needs HTTP/2 to the backend, not "
+					   "supported yet: this Ingress is not served",
+					   key, (int)vl, v)) {
+					snprintf(why, whylen, "out of memory");
+					return -EINVAL;
+				}
+			} else if (tg_str_caseeq(s, "AJP", 3) || tg_str_caseeq(s, "FCGI", 4)) {
+				if (refuse(out, a,
+					   "annotation %s: %.*s is not supported: this Ingress is "
+					   "not served",
+					   key, (int)vl, v)) {
+					snprintf(why, whylen, "out of memory");
+					return -EINVAL;
+				}
+			} else
 				bad = -EINVAL;
 		} else {
+			const char *ewant = NULL;
+			int eerr = 0;
+			if (parse_extra(name, key, v, vl, a, out, &ewant, &eerr)) {
+				if (eerr) {
+					snprintf(why, whylen, "out of memory");
+					return -EINVAL;
+				}
+				if (ewant) {
+					snprintf(why, whylen, "annotation %s: bad value \"%.*s\"%s",
+						 key, (int)TG_MIN(vl, 64), v, ewant);
+					if (bad_index)
+						*bad_index = i;
+					return -EINVAL;
+				}
+				continue;
+			}
 			bool known = false;
 			for (size_t k = 0; k < TG_ARRAY_SIZE(raw_names); k++)
 				if (name_is(name, raw_names[k]))
@@ -149,7 +461,7 @@ int tg_annotations_parse(const tg_kv_t *ann, uint32_t n, tg_arena_t *a,
 			if (name_is(name, "proxy-body-size"))
 				want = " (want a size such as 1m, 512k or 0)";
 			else if (name_is(name, "backend-protocol"))
-				want = " (want HTTP, HTTPS, GRPC or GRPCS)";
+				want = " (want HTTP, HTTPS, AUTO_HTTP, GRPC, GRPCS, AJP or FCGI)";
 			else if (name_is(name, "ssl-redirect") ||
 				 name_is(name, "force-ssl-redirect"))
 				want = " (want true or false)";
@@ -161,6 +473,43 @@ int tg_annotations_parse(const tg_kv_t *ann, uint32_t n, tg_arena_t *a,
 				*bad_index = i;
 			return -EINVAL;
 		}
+	}
+	/* What one annotation means depends on another. */
+	int e = 0;
+	for (uint32_t i = 0; i < n && out->redirect_url; i++) {
+		const char *key = ann[i].key;
+		uint64_t code;
+		if (strncmp(key, TG_ANNOTATION_PREFIX, plen) != 0 ||
+		    tg_parse_u64(ann[i].value, ann[i].value_len, &code))
+			continue;
+		tg_str_t name = {key + plen, strlen(key) - plen};
+		if ((out->redirect_code == 301 && name_is(name, "permanent-redirect-code")) ||
+		    (out->redirect_code == 302 && name_is(name, "temporal-redirect-code"))) {
+			out->redirect_code = (uint16_t)code;
+			break;
+		}
+	}
+	bool has_auth_secret = false;
+	for (uint32_t i = 0; i < out->n_raw; i++)
+		if (strcmp(out->raw[i].key + plen, "auth-tls-secret") == 0)
+			has_auth_secret = true;
+	if (out->match_cn && !has_auth_secret)
+		e = refuse(out, a,
+			   "annotation " TG_ANNOTATION_PREFIX
+			   "auth-tls-match-cn needs " TG_ANNOTATION_PREFIX
+			   "auth-tls-secret (no client certificate is "
+			   "requested without it): refusing to serve this Ingress without the "
+			   "protection it asks for");
+	if (!e && out->proxy_ssl_verify && !out->proxy_ssl_secret)
+		e = refuse(out, a,
+			   "annotation " TG_ANNOTATION_PREFIX
+			   "proxy-ssl-verify on needs " TG_ANNOTATION_PREFIX
+			   "proxy-ssl-secret with the backend's CA under "
+			   "ca.crt: refusing to serve this Ingress without the protection it asks "
+			   "for");
+	if (e) {
+		snprintf(why, whylen, "out of memory");
+		return -EINVAL;
 	}
 	return 0;
 }

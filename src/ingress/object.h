@@ -91,9 +91,36 @@ typedef struct tg_ingress_annotations {
 	bool has_force_ssl_redirect;	   /* force-ssl-redirect given */
 	bool force_ssl_redirect;	   /* its value */
 	tg_backend_protocol_t protocol;	   /* backend-protocol [HTTP] */
-	tg_kv_t *raw;			   /* recognised but not yet acted upon (auth-tls-*,
-					    * whitelist-source-range), full names, raw values */
+	tg_kv_t *raw;			   /* auth-tls-* (read again by tls_build.c), full
+					    * names, raw values */
 	uint32_t n_raw;			   /* entries in raw */
+	/* --- security: a problem here refuses the Ingress (annotations.h) --- */
+	const char *refused;  /* why the Ingress is not served (its routes
+			       * answer 503), or NULL */
+	bool has_allow;	      /* whitelist- / allowlist-source-range given */
+	tg_cidr_t *allow;     /* its blocks */
+	uint32_t n_allow;     /* entries in allow */
+	bool has_deny;	      /* denylist-source-range given */
+	tg_cidr_t *deny;      /* its blocks */
+	uint32_t n_deny;      /* entries in deny */
+	const char *match_cn; /* auth-tls-match-cn (checked ERE), or NULL */
+	/* --- backend-protocol HTTPS (proxy-ssl-*) --- */
+	const char *proxy_ssl_secret;	 /* proxy-ssl-secret "ns/name" (ns filled in) */
+	bool proxy_ssl_verify;		 /* proxy-ssl-verify on [off] */
+	uint32_t proxy_ssl_verify_depth; /* proxy-ssl-verify-depth [1] */
+	const char *proxy_ssl_name;	 /* proxy-ssl-name, or NULL */
+	bool proxy_ssl_server_name;	 /* proxy-ssl-server-name on [off] */
+	/* --- routing --- */
+	const char *redirect_url;	/* permanent-redirect, else temporal-redirect */
+	uint16_t redirect_code;		/* 301 / 302 or the matching -code annotation */
+	const char *app_root;		/* app-root ("/path"), or NULL */
+	bool use_regex;			/* use-regex "true" (or rewrite-target given) */
+	const char *rewrite_target;	/* rewrite-target, or NULL */
+	const char *x_forwarded_prefix; /* x-forwarded-prefix, or NULL */
+	const char *upstream_vhost;	/* upstream-vhost, or NULL */
+	bool canary;			/* canary "true": a weighted copy of another
+					 * Ingress's paths, which tidegate cannot split
+					 * traffic for: not routed at all (translate.c) */
 } tg_ingress_annotations_t;
 
 typedef struct tg_ingress_spec {

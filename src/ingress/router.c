@@ -3,6 +3,7 @@
 #include "ingress/strmap.h"
 
 #include <errno.h>
+#include <regex.h>
 #include <stdlib.h>
 #include <string.h>
 
@@ -26,6 +27,13 @@ typedef struct path_slot {
 	const tg_route_t *route; /* the winner */
 } path_slot_t;
 
+/* A regex path (use-regex / rewrite-target hosts): nginx's "location ~*". */
+typedef struct regex_entry {
+	const char *path;	 /* as written (order and duplicates) */
+	const regex_t *re;	 /* "^path", case-insensitive (owned by the snapshot) */
+	const tg_route_t *route; /* where it goes */
+} regex_entry_t;
+
 /* Summary of one host's (or the any-host) paths, to skip useless probes. */
 typedef struct path_table {
 	uint32_t n_exact;	    /* Exact entries */
@@ -35,6 +43,10 @@ typedef struct path_table {
 	const tg_route_t *root;	    /* Prefix "/" (matches every path), or NULL */
 	const tg_route_t *fallback; /* host tables: the route when no path matches (the
 				     * claiming Ingress's defaultBackend); NULL: 404 */
+	regex_entry_t *re;	    /* regex paths in match order (see router.h), or NULL */
+	uint32_t n_re;		    /* entries in re */
+	uint32_t cap_re;	    /* builder: entries allocated (re is malloc'ed until
+				     * tg_router_build copies it into the arena) */
 } path_table_t;
 
 struct tg_router {
@@ -149,6 +161,9 @@ void tg_router_builder_free(tg_router_builder_t *b)
 {
 	if (!b)
 		return;
+	for (uint32_t i = 0; i < b->n_tables; i++)
+		if (b->tables[i].cap_re)
+			free(b->tables[i].re);
 	free(b->tables);
 	free(b);
 }
@@ -301,6 +316,36 @@ int tg_router_add_path(tg_router_builder_t *b, uint32_t t, tg_path_type_t type, 
 	return 1;
 }
 
+int tg_router_add_regex(tg_router_builder_t *b, uint32_t table, const char *path, const void *re,
+			const tg_route_t *route)
+{
+	path_table_t *pt = &b->tables[table];
+	for (uint32_t i = 0; i < pt->n_re; i++)
+		if (strcmp(pt->re[i].path, path) == 0)
+			return 0; /* an earlier route keeps it */
+	if (pt->n_re == pt->cap_re) {
+		uint32_t cap = pt->cap_re ? pt->cap_re * 2 : 8;
+		regex_entry_t *n = realloc(pt->re, cap * sizeof(*n));
+		if (!n)
+			return -ENOMEM;
+		pt->re = n;
+		pt->cap_re = cap;
+	}
+	pt->re[pt->n_re++] = (regex_entry_t){path, re, route};
+	return 1;
+}
+
+/* ingress-nginx's location order: longer paths first, equal lengths in
+ * descending byte order (its two stable sorts combined). */
+static int regex_order(const void *pa, const void *pb)
+{
+	const regex_entry_t *a = pa, *b = pb;
+	size_t la = strlen(a->path), lb = strlen(b->path);
+	if (la != lb)
+		return la > lb ? -1 : 1;
+	return -strcmp(a->path, b->path);
+}
+
 bool tg_router_claim(tg_router_builder_t *b, uint32_t table)
 {
 	path_table_t *pt = &b->tables[table];
@@ -333,6 +378,27 @@ tg_router_t *tg_router_build(tg_router_builder_t *b)
 	if (b->n_tables)
 		memcpy(r->tables, b->tables, b->n_tables * sizeof(path_table_t));
 	r->stats.routes = b->n_paths;
+	for (uint32_t i = 0; i < b->n_tables; i++) {
+		path_table_t *t = &r->tables[i];
+		if (!t->n_re)
+			continue;
+		regex_entry_t *re = tg_arena_array(b->out, t->n_re, sizeof(*re));
+		if (!re) {
+			for (uint32_t k = i; k < b->n_tables; k++)
+				r->tables[k].n_re = 0; /* the builder frees its arrays */
+			tg_router_builder_free(b);
+			return NULL;
+		}
+		memcpy(re, t->re, t->n_re * sizeof(*re));
+		qsort(re, t->n_re, sizeof(*re), regex_order);
+		t->re = re;
+		t->cap_re = 0;
+		b->tables[i].n_re = 0; /* now owned by the arena */
+		free(b->tables[i].re);
+		b->tables[i].re = NULL;
+		b->tables[i].cap_re = 0;
+		r->stats.routes += t->n_re;
+	}
 	for (uint32_t i = 0; i < b->n_tables; i++)
 		r->stats.routes += r->tables[i].root != NULL;
 	tg_router_builder_free(b);
@@ -378,11 +444,27 @@ static inline const tg_route_t *find_path(const tg_router_t *r, uint32_t table, 
 	}
 }
 
+/* Regex paths: the first that matches, as nginx tries "location ~*". */
+static const tg_route_t *match_regex(const path_table_t *pt, const char *p, size_t len)
+{
+	for (uint32_t i = 0; i < pt->n_re; i++) {
+		regmatch_t m = {.rm_so = 0, .rm_eo = (regoff_t)len};
+		if (regexec(pt->re[i].re, len ? p : "", 1, &m, REG_STARTEND) == 0)
+			return pt->re[i].route;
+	}
+	return NULL;
+}
+
 static const tg_route_t *match_table(const tg_router_t *r, uint32_t t, const char *p, size_t len)
 {
 	const path_table_t *pt = &r->tables[t];
 	if (pt->n_exact) {
 		const tg_route_t *m = find_path(r, t, TG_PATH_EXACT, p, len);
+		if (m)
+			return m;
+	}
+	if (TG_UNLIKELY(pt->n_re)) {
+		const tg_route_t *m = match_regex(pt, p, len);
 		if (m)
 			return m;
 	}

@@ -56,6 +56,18 @@ int tg_router_table(tg_router_builder_t *b, const char *host, uint32_t *table);
 int tg_router_add_path(tg_router_builder_t *b, uint32_t table, tg_path_type_t type,
 		       const char *path, const tg_route_t *route);
 
+/* Adds a regex path to table (hosts where some Ingress sets use-regex or
+ * rewrite-target: ingress-nginx then makes every Prefix path of that host a
+ * case-insensitive regex "location ~* ^path"). re is the compiled "^path"
+ * (regex_t, owned by the snapshot); path is referenced like route->path.
+ * Lookup: Exact paths first, then the regex paths in ingress-nginx's order
+ * (longer path text first, equal lengths in descending byte order), the first
+ * that matches the request path wins; then the table's ordinary Prefix
+ * paths, root and fallback as usual. Returns 1, 0 (the same path text was
+ * added before: the earlier route stays) or -ENOMEM. */
+int tg_router_add_regex(tg_router_builder_t *b, uint32_t table, const char *path, const void *re,
+			const tg_route_t *route);
+
 /* Pre-sizes the builder for about n hosts and m paths (an optimisation only).
  * Returns 0 or -ENOMEM. */
 int tg_router_reserve(tg_router_builder_t *b, size_t n, size_t m);

@@ -61,6 +61,8 @@ typedef enum vtype {
 	V_SSLCIPHER, /* ssl-ciphers text, checked by the TLS library */
 	V_TICKETKEY, /* base64 of an 80-byte ticket key */
 	V_CIDRS,     /* comma-separated address blocks */
+	V_ALLOW,     /* whitelist-source-range: blocks, fail closed when bad */
+	V_DENY,	     /* denylist-source-range: the same */
 } vtype_t;
 
 /* One ConfigMap key: nginx-style directive table (name, type, offset, bound). */
@@ -103,6 +105,9 @@ static const key_desc_t keys[] = {
     {"ssl-session-tickets", V_BOOL, F(ssl_session_tickets), 0},
     {"ssl-session-ticket-key", V_TICKETKEY, F(ssl_session_ticket_key), 0},
     {"proxy-real-ip-cidr", V_CIDRS, F(proxy_real_ip_cidr), 0},
+    {"whitelist-source-range", V_ALLOW, F(allow_ranges), 0},
+    {"allowlist-source-range", V_ALLOW, F(allow_ranges), 0},
+    {"denylist-source-range", V_DENY, F(deny_ranges), 0},
 };
 
 /* Copies the text of an ssl-* value into the fixed field (NUL-terminated) and
@@ -221,6 +226,24 @@ static const char *parse_value(const key_desc_t *k, const char *v, size_t len, v
 		s->n_proxy_real_ip_cidr = (uint8_t)n;
 		return NULL;
 	}
+	case V_ALLOW:
+	case V_DENY: {
+		tg_settings_t *s = (tg_settings_t *)((char *)field - k->off);
+		tg_cidr_t tmp[TG_MAX_GLOBAL_RANGES];
+		/* Blank means none (a key left empty in a ConfigMap). */
+		int n = len ? tg_cidr_parse_list(v, len, tmp, TG_MAX_GLOBAL_RANGES, NULL) : 0;
+		if (n < 0)
+			return "want comma-separated addresses or blocks (10.0.0.0/8, fd00::/8), "
+			       "at most 64";
+		if (k->type == V_ALLOW) {
+			memcpy(s->allow_ranges, tmp, sizeof(tmp[0]) * (size_t)n);
+			s->n_allow_ranges = (uint8_t)n;
+		} else {
+			memcpy(s->deny_ranges, tmp, sizeof(tmp[0]) * (size_t)n);
+			s->n_deny_ranges = (uint8_t)n;
+		}
+		return NULL;
+	}
 	case V_HDRBUFS: {
 		size_t i = 0;
 		while (i < len && v[i] >= '0' && v[i] <= '9')
@@ -298,6 +321,19 @@ int tg_settings_from_configmap(const tg_kv_t *data, uint32_t n, const tg_setting
 			len--;
 		void *field = (char *)out + k->off;
 		const char *why = parse_value(k, v, len, field);
+		if (why && (k->type == V_ALLOW || k->type == V_DENY)) {
+			/* A protection that cannot be read is not dropped, nor is an
+			 * older list kept as if it were what the ConfigMap says: the
+			 * routes it governs answer 503 until it is fixed, as
+			 * ingress-nginx denies their locations. */
+			bad++;
+			out->ranges_bad = true;
+			tg_error("ingress",
+				 "ConfigMap %s: key %s: bad value \"%.*s\": %s; routes without "
+				 "their own source-range annotation answer 503 until it is fixed",
+				 cm_id, k->name, (int)TG_MIN(len, 64), v, why);
+			continue;
+		}
 		if (why) {
 			bad++;
 			/* Keep the previous effective value for this key only. */

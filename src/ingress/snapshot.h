@@ -42,6 +42,8 @@ typedef enum tg_backend_protocol {
 } tg_backend_protocol_t;
 
 #define TG_MAX_REAL_IP_CIDRS 16 /* entries proxy-real-ip-cidr may list */
+#define TG_MAX_GLOBAL_RANGES 64 /* entries the ConfigMap's whitelist-source-range and
+				 * denylist-source-range may each list */
 
 /*
  * Global settings: the ConfigMap (--configmap NS/NAME) keys, with
@@ -86,6 +88,15 @@ typedef struct tg_settings {
 	tg_cidr_t proxy_real_ip_cidr[TG_MAX_REAL_IP_CIDRS]; /* proxy-real-ip-cidr [0.0.0.0/0]:
 						 * peers whose X-Forwarded-* are trusted */
 	uint8_t n_proxy_real_ip_cidr;		/* entries in proxy_real_ip_cidr */
+	/* Default source ranges of every route whose Ingress has no annotation of
+	 * its own (ingress-nginx's ConfigMap keys of the same names). */
+	tg_cidr_t allow_ranges[TG_MAX_GLOBAL_RANGES]; /* whitelist-source-range [none] */
+	uint8_t n_allow_ranges;			/* entries in allow_ranges */
+	tg_cidr_t deny_ranges[TG_MAX_GLOBAL_RANGES]; /* denylist-source-range [none] */
+	uint8_t n_deny_ranges;			/* entries in deny_ranges */
+	bool ranges_bad;			/* one of those two keys has a bad value:
+						 * routes they govern answer 503 (fail
+						 * closed, as ingress-nginx denies them) */
 } tg_settings_t;
 
 /* Fills s with the defaults listed above. */
@@ -118,6 +129,41 @@ typedef struct tg_backend {
 	tg_backend_protocol_t protocol; /* backend-protocol annotation */
 } tg_backend_t;
 
+struct tg_tls_upstream; /* tls/upstream.h */
+
+/*
+ * What a route does beyond plain proxying, from its Ingress's annotations
+ * (and the global source ranges). Shared by the routes of one Ingress; NULL
+ * in tg_route_opts_t for ordinary routes, so the proxy pays one pointer test
+ * for all of this. Decided per request in src/proxy/annot.c, in this order
+ * (nginx's phases: rewrite-phase returns before access checks):
+ *   denied -> ssl-redirect / client certificates -> auth-tls-match-cn ->
+ *   permanent/temporal redirect -> app-root -> source ranges -> proxy
+ * (with rewrite-target, upstream-vhost, x-forwarded-prefix, upstream TLS).
+ */
+typedef struct tg_route_extra {
+	const char *denied;		/* the Ingress is refused (unsupported security
+					 * annotation, bad security value): why; every
+					 * route of it answers 503 */
+	const tg_cidr_t *allow;		/* whitelist/allowlist-source-range: only these
+					 * client addresses (n_allow 0: everyone) */
+	uint32_t n_allow;		/* entries in allow */
+	const tg_cidr_t *deny;		/* denylist-source-range: these get 403 */
+	uint32_t n_deny;		/* entries in deny */
+	const void *match_cn;		/* auth-tls-match-cn: regex_t the client
+					 * certificate's subject DN must match, or NULL */
+	const char *redirect_url;	/* permanent-redirect / temporal-redirect, or NULL */
+	uint16_t redirect_code;		/* its status (301/302 or the -code annotation) */
+	const char *app_root;		/* app-root: "/" redirects (302) here, or NULL */
+	const void *rewrite_re;		/* regex_t of the route's path for rewrite-target,
+					 * or NULL (extras of regex routes are per route) */
+	const char *rewrite_target;	/* rewrite-target, with $1..$9, or NULL */
+	const char *x_forwarded_prefix; /* x-forwarded-prefix value to send, or NULL */
+	const char *upstream_vhost;	/* upstream-vhost: Host sent upstream, or NULL */
+	struct tg_tls_upstream *up_tls; /* backend-protocol HTTPS: the TLS profile (one
+					 * reference owned by the snapshot), or NULL */
+} tg_route_extra_t;
+
 /* Effective per-route settings: an annotation when the Ingress has one, else
  * the global value. */
 typedef struct tg_route_opts {
@@ -133,6 +179,8 @@ typedef struct tg_route_opts {
 	const tg_tls_client_auth_t *client_auth; /* its policy (owned by the snapshot's TLS
 					   * store); NULL with client_auth_verify != OFF: the
 					   * Secret is missing or bad, the routes answer 503 */
+	const tg_route_extra_t *extra;	  /* annotations acted on per request, or NULL
+					   * (the common case: plain proxying) */
 } tg_route_opts_t;
 
 typedef enum tg_path_type {

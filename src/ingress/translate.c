@@ -1,5 +1,6 @@
 #include "ingress/translate.h"
 #include "ingress/arena.h"
+#include "ingress/extra.h"
 #include "ingress/router.h"
 #include "ingress/settings.h"
 #include "ingress/strmap.h"
@@ -17,20 +18,21 @@
 #include <time.h>
 
 struct tg_translator {
-	char *ingress_class;	/* --ingress-class */
-	char *controller_class; /* --controller-class */
-	bool without_class;	/* --watch-ingress-without-class */
-	char *cm_ns;		/* ConfigMap namespace, or NULL */
-	char *cm_name;		/* ConfigMap name, or NULL */
-	char *cm_id;		/* "ns/name" for logs */
-	tg_settings_t settings; /* effective settings of the last build */
-	uint64_t cm_seq;	/* seq of the ConfigMap version applied (0: none) */
-	bool built;		/* a build happened (settings valid) */
-	tg_strmap_t epcache;	/* "ns\0svc\0port" -> epset_t (one reference) */
-	uint64_t builds;	/* build counter */
-	uint64_t warned_seq;	/* store seq of the last build: objects applied after
-				 * it get their translation warnings logged */
-	tg_tls_build_t *tls;	/* certificates, client auth, ssl-* keys (tls_build.h) */
+	char *ingress_class;	 /* --ingress-class */
+	char *controller_class;	 /* --controller-class */
+	bool without_class;	 /* --watch-ingress-without-class */
+	char *cm_ns;		 /* ConfigMap namespace, or NULL */
+	char *cm_name;		 /* ConfigMap name, or NULL */
+	char *cm_id;		 /* "ns/name" for logs */
+	tg_settings_t settings;	 /* effective settings of the last build */
+	uint64_t cm_seq;	 /* seq of the ConfigMap version applied (0: none) */
+	bool built;		 /* a build happened (settings valid) */
+	tg_strmap_t epcache;	 /* "ns\0svc\0port" -> epset_t (one reference) */
+	uint64_t builds;	 /* build counter */
+	uint64_t warned_seq;	 /* store seq of the last build: objects applied after
+				  * it get their translation warnings logged */
+	tg_tls_build_t *tls;	 /* certificates, client auth, ssl-* keys (tls_build.h) */
+	tg_extra_build_t *extra; /* per-route annotation behaviour (extra.h) */
 };
 
 /* Which IngressClasses are ours (per build). */
@@ -73,9 +75,10 @@ typedef struct epset {
 
 /* What tg_snapshot_t.priv points to. */
 typedef struct snap_priv {
-	tg_arena_t *arena; /* the snapshot's memory (this struct included) */
-	epset_t **shared;  /* endpoint sets referenced (one reference each) */
-	uint32_t n_shared; /* entries in shared */
+	tg_arena_t *arena;     /* the snapshot's memory (this struct included) */
+	epset_t **shared;      /* endpoint sets referenced (one reference each) */
+	uint32_t n_shared;     /* entries in shared */
+	tg_extra_res_t *extra; /* regexes and upstream TLS profiles to release */
 } snap_priv_t;
 
 /* A backend resolved for the Ingress being translated. */
@@ -102,6 +105,10 @@ typedef struct build {
 	epset_t *last_set;		    /* its endpoint set */
 	memo_t memo[4];			    /* backends of the current Ingress */
 	int memo_n;			    /* entries in memo */
+	tg_strmap_t regex_hosts;	    /* lower-cased hosts ("" = no host) where
+					     * some Ingress sets use-regex or
+					     * rewrite-target: their Prefix paths are
+					     * regexes (ingress-nginx) */
 } build_t;
 
 #define MISSING ((void *)UINTPTR_MAX)
@@ -128,7 +135,8 @@ tg_translator_t *tg_translator_new(const tg_translate_config_t *cfg)
 	}
 	tg_settings_defaults(&t->settings);
 	t->tls = tg_tls_build_new();
-	if (!t->ingress_class || !t->controller_class || !t->tls ||
+	t->extra = tg_extra_build_new();
+	if (!t->ingress_class || !t->controller_class || !t->tls || !t->extra ||
 	    (cfg->configmap && *cfg->configmap && (!t->cm_ns || !t->cm_name || !t->cm_id))) {
 		tg_translator_free(t);
 		return NULL;
@@ -151,6 +159,7 @@ void tg_translator_free(tg_translator_t *t)
 			epset_unref(t->epcache.slots[i].value);
 	tg_strmap_free(&t->epcache);
 	tg_tls_build_free(t->tls);
+	tg_extra_build_free(t->extra);
 	free(t->ingress_class);
 	free(t->controller_class);
 	free(t->cm_ns);
@@ -555,6 +564,7 @@ void tg_snapshot_destroy(tg_snapshot_t *s)
 	for (uint32_t i = 0; i < p->n_shared; i++)
 		epset_unref(p->shared[i]);
 	tg_tls_store_free(s->tls);
+	tg_extra_res_free(p->extra);
 	tg_arena_free(p->arena);
 }
 
@@ -657,6 +667,67 @@ static tg_route_t *make_route(build_t *b, const tg_object_t *o, const char *ns, 
 	return r;
 }
 
+/* Lower-cases host into buf (NUL-terminated); returns its length. */
+static size_t lower_host(const char *host, char *buf, size_t cap)
+{
+	size_t n = 0;
+	while (host[n] && n + 1 < cap) {
+		buf[n] = (char)(host[n] >= 'A' && host[n] <= 'Z' ? host[n] + 32 : host[n]);
+		n++;
+	}
+	buf[n] = '\0';
+	return n;
+}
+
+/* Marks the hosts of Ingresses asking for regex paths. */
+static int mark_regex_hosts(build_t *b, const tg_object_t *o)
+{
+	const tg_ingress_spec_t *ing = &o->u.ingress;
+	if (!ing->ann.use_regex && !ing->ann.rewrite_target)
+		return 0;
+	for (uint32_t i = 0; i < ing->n_rules; i++) {
+		char low[256];
+		size_t n = lower_host(ing->rules[i].host, low, sizeof(low));
+		if (tg_strmap_get(&b->regex_hosts, low, n))
+			continue;
+		char *k = tg_arena_strndup(b->keys, low, n);
+		if (!k || tg_strmap_put(&b->regex_hosts, k, n, k, NULL))
+			return -ENOMEM;
+	}
+	return 0;
+}
+
+/* Adds a Prefix path of a regex host: compiled, with the route's own extra
+ * when the Ingress rewrites. A path that is no valid ERE answers 503. */
+static int add_regex_path(build_t *b, const tg_object_t *o, uint32_t table, tg_route_t *r,
+			  bool warn)
+{
+	const void *re;
+	const tg_route_extra_t *rx;
+	char why[200];
+	int e =
+	    tg_extra_build_route(b->t->extra, r->opts.extra, r->path, &re, &rx, why, sizeof(why));
+	if (e == -ENOMEM)
+		return e;
+	if (e < 0) {
+		char msg[400];
+		snprintf(msg, sizeof(msg),
+			 "path %s is not a valid POSIX extended regular expression (%s), and "
+			 "use-regex makes it one: it answers 503",
+			 r->path, why);
+		if (warn)
+			tg_warn("ingress", "Ingress %s/%s: %s", o->ns, o->name, msg);
+		tg_route_extra_t *d = tg_arena_alloc(b->a, sizeof(*d));
+		if (!d || !(d->denied = tg_arena_strdup(b->a, msg)))
+			return -ENOMEM;
+		r->opts.extra = d;
+		/* Still claims its exact text, so nothing else answers it. */
+		return tg_router_add_path(b->rb, table, TG_PATH_PREFIX, r->path, r);
+	}
+	r->opts.extra = rx;
+	return tg_router_add_regex(b->rb, table, r->path, re, r);
+}
+
 static int add_ingress(build_t *b, const tg_object_t *o)
 {
 	const tg_ingress_spec_t *ing = &o->u.ingress;
@@ -666,6 +737,12 @@ static int add_ingress(build_t *b, const tg_object_t *o)
 	const char *name = tg_arena_strdup(b->a, o->name);
 	if (!ns || !name)
 		return -ENOMEM;
+	int xerr;
+	const tg_route_extra_t *extra = tg_extra_build_ingress(b->t->extra, o, warn, &xerr);
+	if (xerr)
+		return xerr;
+	if (extra && extra->denied)
+		b->stats->refused++;
 	for (uint32_t i = 0; i < ing->n_rules; i++) {
 		const tg_ingress_rule_t *rule = &ing->rules[i];
 		if (!rule->n_paths && !rule->host[0])
@@ -674,8 +751,15 @@ static int add_ingress(build_t *b, const tg_object_t *o)
 		uint32_t table;
 		if (!host || tg_router_table(b->rb, host, &table))
 			return -ENOMEM;
+		bool regex_host = false;
+		if (TG_UNLIKELY(b->regex_hosts.n)) {
+			char low[256];
+			size_t lowlen = lower_host(host, low, sizeof(low));
+			regex_host = tg_strmap_get(&b->regex_hosts, low, lowlen) != NULL;
+		}
 		tg_route_opts_t opts = route_opts(&b->t->settings, ing, host);
 		tg_tls_build_route_opts(b->t->tls, &opts);
+		opts.extra = extra;
 		/* The first Ingress declaring a host (even without paths) decides
 		 * what its unmatched paths get: its defaultBackend, else 404. */
 		if (host[0] && tg_router_claim(b->rb, table) && ing->has_default_backend) {
@@ -701,7 +785,9 @@ static int add_ingress(build_t *b, const tg_object_t *o)
 					     : NULL;
 			if (!r)
 				return -ENOMEM;
-			int rc = tg_router_add_path(b->rb, table, p->type, path, r);
+			int rc = regex_host && p->type == TG_PATH_PREFIX
+				     ? add_regex_path(b, o, table, r, warn)
+				     : tg_router_add_path(b->rb, table, p->type, path, r);
 			if (rc < 0)
 				return rc;
 			if (rc == 0) {
@@ -719,6 +805,7 @@ static int add_ingress(build_t *b, const tg_object_t *o)
 	if (ing->has_default_backend) {
 		tg_route_opts_t opts = route_opts(&b->t->settings, ing, "");
 		tg_tls_build_route_opts(b->t->tls, &opts);
+		opts.extra = extra;
 		tg_route_t *r = make_route(b, o, ns, name, "", "", TG_PATH_PREFIX,
 					   &ing->default_backend, &opts, warn);
 		if (!r)
@@ -792,6 +879,17 @@ tg_snapshot_t *tg_translator_build(tg_translator_t *t, const tg_store_t *st,
 	uint32_t n_owned = 0;
 	for (uint32_t i = 0; i < n_ing; i++) {
 		const tg_object_t *o = ings[i];
+		if (TG_UNLIKELY(o->u.ingress.ann.canary) && owns(t, &ci, o)) {
+			/* Routed, it would take the primary's paths whole (or be
+			 * shadowed by it) depending on age: the primary keeps them. */
+			if (o->seq > t->warned_seq)
+				tg_warn("ingress",
+					"Ingress %s/%s: canary Ingresses are not supported (no "
+					"traffic splitting); it is not routed, the primary Ingress "
+					"serves all traffic",
+					o->ns, o->name);
+			continue;
+		}
 		if (owns(t, &ci, o))
 			owned[n_owned++] =
 			    (order_key_t){o->created, prefix8(o->ns), prefix8(o->name), o};
@@ -800,6 +898,8 @@ tg_snapshot_t *tg_translator_build(tg_translator_t *t, const tg_store_t *st,
 	size_t n_rules = 0, n_paths = 0;
 	for (uint32_t i = 0; i < n_owned; i++) {
 		const tg_ingress_spec_t *ing = &owned[i].o->u.ingress;
+		if (mark_regex_hosts(&b, owned[i].o))
+			goto fail;
 		n_rules += ing->n_rules;
 		for (uint32_t r = 0; r < ing->n_rules; r++)
 			n_paths += ing->rules[r].n_paths;
@@ -807,7 +907,8 @@ tg_snapshot_t *tg_translator_build(tg_translator_t *t, const tg_store_t *st,
 	if (tg_router_reserve(b.rb, n_rules, n_paths) || tg_strmap_reserve(&b.bmap, n_paths))
 		goto fail;
 	/* TLS store: Secrets and client-auth policies in routing order. */
-	if (tg_tls_build_begin(t->tls, st, &t->settings))
+	if (tg_tls_build_begin(t->tls, st, &t->settings) ||
+	    tg_extra_build_begin(t->extra, st, b.a, &s->settings))
 		goto fail;
 	for (uint32_t i = 0; i < n_owned; i++)
 		if (tg_tls_build_add_ingress(t->tls, st, owned[i].o,
@@ -835,6 +936,10 @@ tg_snapshot_t *tg_translator_build(tg_translator_t *t, const tg_store_t *st,
 		memcpy(priv->shared, b.shared, b.n_shared * sizeof(epset_t *));
 	priv->n_shared = b.n_shared;
 	b.n_shared = 0; /* the snapshot holds those references now */
+	int xerr;
+	priv->extra = tg_extra_build_finish(t->extra, &xerr);
+	if (xerr)
+		goto fail;
 	evict(t);
 	for (uint32_t i = 0; i < b.n_patches; i++)
 		b.patches[i].route->backend = &s->backends[b.patches[i].backend];
@@ -857,6 +962,7 @@ tg_snapshot_t *tg_translator_build(tg_translator_t *t, const tg_store_t *st,
 fail:
 	tg_error("ingress", "snapshot build failed: out of memory");
 	tg_tls_build_abort(t->tls);
+	tg_extra_build_abort(t->extra);
 	for (uint32_t i = 0; i < b.n_shared; i++)
 		epset_unref(b.shared[i]);
 	tg_router_builder_free(b.rb);
@@ -870,6 +976,7 @@ out:
 	free(b.backends);
 	free(b.patches);
 	tg_strmap_free(&b.bmap);
+	tg_strmap_free(&b.regex_hosts);
 	free(b.shared);
 	tg_strmap_free(&ci.ours);
 	tg_arena_free(b.keys);

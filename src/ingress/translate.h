@@ -40,6 +40,17 @@
  * a deviation its maintainers track as a bug, kubernetes/ingress-nginx#9030),
  * else 404.
  *
+ * Annotations (annotations.h, extra.h): an owned Ingress that is refused
+ * (unsupported protection or protocol, bad security value) is still added in
+ * the order above, so its hosts and paths stay claimed, but every route of it
+ * carries extra->denied and answers 503: it is never served unprotected and
+ * its paths never fall through to another Ingress. A canary Ingress
+ * (canary: "true") is not routed at all. On a host where any Ingress sets
+ * use-regex or rewrite-target, every Prefix path of every Ingress on that
+ * host is a case-insensitive regex "^path" (ingress-nginx's server-wide
+ * switch), tried after Exact paths, longest path text first
+ * (router.h: tg_router_add_regex).
+ *
  * Backends: one tg_backend_t per (namespace, Service, port as written,
  * backend-protocol), ids dense from 0. A port number names the Service port
  * with that `port`, a port name the Service port with that `name`; the pods'
@@ -78,6 +89,8 @@ typedef struct tg_build_stats {
 	uint32_t endpoints;	   /* distinct endpoints (per Service port) over all backends */
 	uint32_t unresolved;	   /* routes whose Service or port does not exist */
 	uint32_t settings_errors;  /* ConfigMap keys rejected in this build */
+	uint32_t refused;	   /* owned Ingresses whose routes answer 503 (unsupported
+				    * security annotation, bad source range, ...) */
 	double build_ms;	   /* wall time of the build */
 	double build_cpu_ms;	   /* CPU time of the build (thread), steadier on a busy box */
 	size_t bytes;		   /* snapshot arena footprint */

@@ -25,6 +25,7 @@
 #include "core/clock.h"
 #include "core/log.h"
 #include "proxy/accesslog.h"
+#include "proxy/annot.h"
 #include "proxy/headers.h"
 #include "proxy/tls_io.h"
 #include "proxy/limits.h"
@@ -242,6 +243,7 @@ void tg_client_close(tg_cconn_t *c)
 	c->io.fd = -1;
 	tg_buf_put(&w->bufs, c->in);
 	c->in = NULL;
+	tg_annot_release(c);
 	if (c->prev)
 		c->prev->next = c->next;
 	else
@@ -323,6 +325,8 @@ static int exchange_done(tg_cconn_t *c)
 	c->route = NULL;
 	c->backend = NULL;
 	c->set = NULL;
+	if (TG_UNLIKELY(c->xbuf))
+		tg_annot_release(c);
 	if (!c->keep || w->draining)
 		return close_after_response(c);
 	/* Keep-alive: what follows the request (pipelined bytes) moves to the
@@ -423,7 +427,14 @@ static int local_response(tg_cconn_t *c, int status)
 		n = 0;
 	size_t used = (size_t)n;
 	ciov_push(c, c->cadd, used);
-	if (status == 308 && c->head_len) {
+	if (c->local_location.len) {
+		/* A redirect annotation: the Location was built for this request. */
+		static const char loc[] = "Location: ";
+		ciov_push(c, loc, sizeof(loc) - 1);
+		ciov_push(c, c->local_location.ptr, c->local_location.len);
+		ciov_push(c, "\r\n", 2);
+		c->local_location.len = 0;
+	} else if (status == 308 && c->head_len) {
 		/* https://HOST/PATH?QUERY, HOST without the port. */
 		static const char loc[] = "Location: https://";
 		ciov_push(c, loc, sizeof(loc) - 1);
@@ -643,7 +654,9 @@ static int start_exchange(tg_cconn_t *c, size_t head_len)
 		return local_response(c, 404);
 	c->route = rt;
 	c->backend = rt->backend;
-	int tst = tg_cio_route_check(c, rt); /* ssl-redirect, client certificates */
+	/* ssl-redirect, client certificates; annotations when the route has any. */
+	int tst =
+	    TG_UNLIKELY(rt->opts.extra) ? tg_annot_route_check(c, rt) : tg_cio_route_check(c, rt);
 	if (tst)
 		return local_response(c, tst);
 	uint64_t limit = rt->opts.proxy_body_size;
@@ -782,10 +795,12 @@ static int attempt(tg_cconn_t *c, bool fresh)
 	const tg_endpoint_t *ep = &c->backend->endpoints[c->ep_idx];
 	c->up_addr = ep->text;
 	c->t_up_start_ns = tg_clock_ns();
-	tg_uconn_t *u = fresh ? NULL : tg_upstream_take(w, &ep->addr, ep->addrlen);
+	const tg_route_extra_t *x = c->route->opts.extra;
+	const tg_tls_upstream_t *ut = TG_UNLIKELY(x) ? x->up_tls : NULL;
+	tg_uconn_t *u = fresh ? NULL : tg_upstream_take(w, &ep->addr, ep->addrlen, ut);
 	if (!u) {
 		c->tries++;
-		int e = tg_upstream_connect(w, ep, &u);
+		int e = tg_upstream_connect(w, ep, ut, &u);
 		if (e < 0) {
 			if (e == -ENOMEM || e == -EMFILE || e == -ENFILE) {
 				c->keep = c->keep && c->body_done;
@@ -828,6 +843,10 @@ static int attempt(tg_cconn_t *c, bool fresh)
 						: (tg_str_t){NULL, 0},
 	    .drop_expect = c->req.expect_continue,
 	};
+	if (TG_UNLIKELY(x) && tg_annot_forward(c, &fi) < 0) {
+		c->keep = 0;
+		return local_response(c, 500);
+	}
 	int n = tg_proxy_request_head(&c->req, c->in->start, c->head_len, &fi, c->uiov,
 				      TG_PROXY_IOV - 1, c->uadd, sizeof(c->uadd));
 	if (n < 0) {
@@ -894,8 +913,8 @@ static int pump_request(tg_cconn_t *c)
 		if (c->uiov_i < c->uiov_n) {
 			if (!u->wr)
 				return progress;
-			ssize_t n =
-			    writev(u->io.fd, &c->uiov[c->uiov_i], iov_count(c->uiov_i, c->uiov_n));
+			ssize_t n = tg_cio_writev(u->tls, u->io.fd, &c->uiov[c->uiov_i],
+						  iov_count(c->uiov_i, c->uiov_n));
 			if (n < 0) {
 				if (errno == EAGAIN) {
 					u->wr = 0;
@@ -1147,7 +1166,7 @@ static int pump_response(tg_cconn_t *c)
 		size_t space = tg_buf_space(b);
 		if (!space)
 			return progress;
-		ssize_t n = read(u->io.fd, b->last, space);
+		ssize_t n = tg_cio_read(u->tls, u->io.fd, b->last, space);
 		if (n > 0) {
 			b->last += n;
 			c->up_bytes += (uint64_t)n;
@@ -1199,7 +1218,7 @@ static uint64_t proxy_deadline(const tg_cconn_t *c, int *which)
 			wh = (k);                                                                  \
 		}                                                                                  \
 	} while (0)
-	if (c->up && c->up->state == UC_CONNECTING) {
+	if (c->up && (c->up->state == UC_CONNECTING || c->up->state == UC_HANDSHAKE)) {
 		CAND(c->connect_deadline, W_CONNECT);
 	} else {
 		if (!c->req_sent) {
@@ -1234,7 +1253,18 @@ static int step_proxy(tg_cconn_t *c)
 				connect_failed(c, false);
 				return STEP_AGAIN;
 			}
-			u->state = UC_ACTIVE;
+			u->state = u->tls ? UC_HANDSHAKE : UC_ACTIVE;
+		}
+		if (TG_UNLIKELY(u->state == UC_HANDSHAKE)) {
+			/* backend-protocol HTTPS: within proxy-connect-timeout, as
+			 * nginx counts its upstream handshake. */
+			int h = tg_upstream_handshake(u);
+			if (h == TG_AGAIN)
+				break;
+			if (h == TG_ERROR) {
+				connect_failed(c, false);
+				return STEP_AGAIN;
+			}
 		}
 		int r1 = pump_request(c);
 		if (r1 == PUMP_SWITCH)
@@ -1390,14 +1420,14 @@ static int step_tunnel(tg_cconn_t *c)
 		}
 		int p1 = 0;
 		if (f > 0) {
-			p1 = relay(NULL, u->io.fd, &u->rd, u->rdhup, u->buf, c->tls, c->io.fd, &c->wr,
-				   &c->u_eof);
+			p1 = relay(u->tls, u->io.fd, &u->rd, u->rdhup, u->buf, c->tls, c->io.fd,
+				   &c->wr, &c->u_eof);
 			if (p1 < 0) {
 				tg_client_close(c);
 				return STEP_BLOCKED;
 			}
 		}
-		int p2 = relay(c->tls, c->io.fd, &c->rd, c->rdhup, c->in, NULL, u->io.fd, &u->wr,
+		int p2 = relay(c->tls, c->io.fd, &c->rd, c->rdhup, c->in, u->tls, u->io.fd, &u->wr,
 			       &c->c_eof);
 		if (p2 < 0) {
 			tg_client_close(c);

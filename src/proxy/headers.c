@@ -79,7 +79,12 @@ int tg_proxy_request_head(const tg_http_request_t *req, const char *head, size_t
 	/* Request line. It starts at the method: empty lines the client sent
 	 * before it (RFC 9112 2.2) are not passed on, a backend might not skip them. */
 	const char *start = req->method.ptr ? req->method.ptr : head;
-	if (req->form == TG_TARGET_ABSOLUTE) {
+	if (fi->target.len) {
+		add_ref(&b, start, (size_t)(req->target.ptr - start)); /* "METHOD " */
+		add_ref(&b, fi->target.ptr, fi->target.len);	       /* stays valid: see header */
+		const char *after = req->target.ptr + req->target.len;
+		add_ref(&b, after, (size_t)(first_line_end - after)); /* " HTTP/1.x\r\n" */
+	} else if (req->form == TG_TARGET_ABSOLUTE) {
 		add_ref(&b, start, (size_t)(req->target.ptr - start)); /* "METHOD " */
 		if (req->path.len)
 			add_ref(&b, req->path.ptr, req->path.len);
@@ -115,12 +120,15 @@ int tg_proxy_request_head(const tg_http_request_t *req, const char *head, size_t
 				else if (NAME_IS(h[i].name, "x-forwarded-port"))
 					keep = keep_port = true;
 			}
-		} else if ((f & TG_HDR_HOST) && req->form == TG_TARGET_ABSOLUTE) {
+		} else if ((f & TG_HDR_HOST) && (req->form == TG_TARGET_ABSOLUTE || fi->host.len)) {
 			keep = false; /* replaced by the absolute-form authority below */
 		} else if ((f & TG_HDR_REQUEST_ID) && fi->request_id.len) {
 			keep = false; /* an empty client value was replaced by ours */
 		} else if (fi->drop_expect && h[i].name.len == 6 && NAME_IS(h[i].name, "expect")) {
 			keep = false;
+		} else if (fi->prefix.len && h[i].name.len == 18 &&
+			   NAME_IS(h[i].name, "x-forwarded-prefix")) {
+			keep = false; /* x-forwarded-prefix: ours replaces it */
 		} else if (h[i].name.len > 11 && (h[i].name.ptr[0] | 0x20) == 's' &&
 			   tg_str_caseeq((tg_str_t){h[i].name.ptr, 11}, "ssl-client-", 11)) {
 			keep = false; /* ours only (client certificates) */
@@ -131,7 +139,11 @@ int tg_proxy_request_head(const tg_http_request_t *req, const char *head, size_t
 	}
 
 	/* Additions. */
-	if (req->form == TG_TARGET_ABSOLUTE && req->host.len) {
+	if (fi->host.len) {
+		ADD_LIT(&b, "Host: ");
+		add_ref(&b, fi->host.ptr, fi->host.len);
+		ADD_LIT(&b, "\r\n");
+	} else if (req->form == TG_TARGET_ABSOLUTE && req->host.len) {
 		ADD_LIT(&b, "Host: ");
 		add_ref(&b, req->host.ptr, req->host.len);
 		ADD_LIT(&b, "\r\n");
@@ -175,6 +187,11 @@ int tg_proxy_request_head(const tg_http_request_t *req, const char *head, size_t
 		ADD_LIT(&b, "\r\n");
 	} else if (req->version_minor == 0) {
 		ADD_LIT(&b, "Connection: keep-alive\r\n");
+	}
+	if (fi->prefix.len) {
+		ADD_LIT(&b, "X-Forwarded-Prefix: ");
+		add_ref(&b, fi->prefix.ptr, fi->prefix.len);
+		ADD_LIT(&b, "\r\n");
 	}
 	if (fi->extra.len)
 		add_ref(&b, fi->extra.ptr, fi->extra.len);

@@ -29,6 +29,12 @@ typedef struct tg_fwd_info {
 	bool drop_expect;     /* the proxy answers 100-continue itself: drop Expect */
 	tg_str_t extra;	      /* header lines to add ("name: value\r\n"...), e.g. the
 			       * ssl-client-* fields of a client certificate */
+	/* Annotations (len 0: unchanged); referenced like the head, so they must
+	 * stay unchanged until the iovecs are written. */
+	tg_str_t target; /* rewrite-target: request target sent instead */
+	tg_str_t host;	 /* upstream-vhost: Host sent instead of the client's */
+	tg_str_t prefix; /* x-forwarded-prefix: X-Forwarded-Prefix sent (the
+			  * client's is dropped) */
 } tg_fwd_info_t;
 
 /* What the proxy adds to a response. */
@@ -48,8 +54,10 @@ typedef struct tg_resp_info {
  * client's list plus client_ip), -Host, -Port, -Proto, Transfer-Encoding:
  * chunked for chunked bodies, Connection: upgrade + Upgrade for upgrades and
  * Connection: keep-alive for HTTP/1.0. An absolute-form target is sent in
- * origin form. Returns the number of iovecs written to iov, or -1 when iov
- * (max_iov entries) or scratch (scratch_len bytes) is too small.
+ * origin form. fi->target, ->host and ->prefix replace the target, the Host
+ * field and X-Forwarded-Prefix (X-Forwarded-Host stays the client's host). Returns the number of
+ * iovecs written to iov, or -1 when iov (max_iov entries) or scratch (scratch_len bytes) is too
+ * small.
  */
 int tg_proxy_request_head(const tg_http_request_t *req, const char *head, size_t head_len,
 			  const tg_fwd_info_t *fi, struct iovec *iov, int max_iov, char *scratch,

@@ -9,6 +9,7 @@
  * registered with epoll: any event on it (the backend closing it, stray bytes)
  * closes it at once, so a dead connection is rarely handed out.
  */
+#include "core/addr.h"
 #include "core/log.h"
 #include "proxy/worker.h"
 
@@ -35,12 +36,14 @@ static bool addr_eq(const tg_upool_t *p, const struct sockaddr_storage *a, sockl
 	return p->addrlen == len && memcmp(&p->addr, a, len) == 0;
 }
 
+/* The pool of (address, TLS profile key). The bucket depends on the address
+ * only, so that every pool of one endpoint is found in one chain. */
 static tg_upool_t *pool_find(tg_worker_t *w, const struct sockaddr_storage *a, socklen_t len,
-			     uint32_t h, bool create)
+			     uint32_t h, uint64_t tls_key, bool create)
 {
 	tg_upool_t **head = &w->upools[h % TG_PROXY_UPOOL_HASH];
 	for (tg_upool_t *p = *head; p; p = p->next)
-		if (p->hash == h && addr_eq(p, a, len))
+		if (p->hash == h && p->tls_key == tls_key && addr_eq(p, a, len))
 			return p;
 	if (!create)
 		return NULL;
@@ -51,6 +54,7 @@ static tg_upool_t *pool_find(tg_worker_t *w, const struct sockaddr_storage *a, s
 	p->addrlen = len;
 	p->hash = h;
 	p->live_gen = w->pool_gen;
+	p->tls_key = tls_key;
 	p->next = *head;
 	*head = p;
 	return p;
@@ -81,6 +85,17 @@ static void idle_unlink(tg_worker_t *w, tg_uconn_t *u)
 	tg_timer_cancel(&w->loop.timers, &u->timer);
 }
 
+/* Remembers u's TLS session in its pool for the next connection
+ * (proxy_ssl_session_reuse). */
+static void keep_session(tg_uconn_t *u)
+{
+	tg_tls_session_t *s = tg_tls_upstream_session(u->tls);
+	if (!s)
+		return;
+	tg_tls_session_free(u->pool->session);
+	u->pool->session = s;
+}
+
 void tg_upstream_close(tg_worker_t *w, tg_uconn_t *u)
 {
 	if (u->io.fd < 0)
@@ -90,6 +105,14 @@ void tg_upstream_close(tg_worker_t *w, tg_uconn_t *u)
 	else
 		STAT_SUB(w->stats.up_active, 1);
 	tg_timer_cancel(&w->loop.timers, &u->timer);
+	if (TG_UNLIKELY(u->tls)) {
+		/* close_notify (best effort) keeps the session resumable. */
+		if (u->state != UC_HANDSHAKE && u->state != UC_CONNECTING &&
+		    tg_tls_conn_shutdown(u->tls) != TG_ERROR && u->pool)
+			keep_session(u);
+		tg_tls_conn_free(u->tls);
+		u->tls = NULL;
+	}
 	close(u->io.fd);
 	u->io.fd = -1;
 	tg_buf_put(&w->bufs, u->buf);
@@ -119,6 +142,9 @@ static void upstream_event(tg_io_t *io, uint32_t ev)
 		u->rdhup = 1;
 	if (ev & (EPOLLOUT | EPOLLHUP | EPOLLERR))
 		u->wr = 1;
+	if (TG_UNLIKELY(u->tls) && (ev & (EPOLLOUT | EPOLLERR)) &&
+	    tg_tls_conn_has_pending_output(u->tls))
+		tg_tls_conn_flush(u->tls); /* the end of a request waiting for room */
 	if (u->state == UC_IDLE) {
 		if (!(ev & (EPOLLIN | EPOLLRDHUP | EPOLLHUP | EPOLLERR)))
 			return; /* only a write-space edge */
@@ -136,10 +162,11 @@ static void upstream_event(tg_io_t *io, uint32_t ev)
 		tg_client_upstream_ready(u->owner);
 }
 
-tg_uconn_t *tg_upstream_take(tg_worker_t *w, const struct sockaddr_storage *addr, socklen_t len)
+tg_uconn_t *tg_upstream_take(tg_worker_t *w, const struct sockaddr_storage *addr, socklen_t len,
+			     const tg_tls_upstream_t *tls)
 {
 	uint32_t h = addr_hash(addr, len);
-	tg_upool_t *p = pool_find(w, addr, len, h, false);
+	tg_upool_t *p = pool_find(w, addr, len, h, tls ? tg_tls_upstream_key(tls) : 0, false);
 	if (!p || !p->idle)
 		return NULL;
 	tg_uconn_t *u = p->idle;
@@ -151,10 +178,12 @@ tg_uconn_t *tg_upstream_take(tg_worker_t *w, const struct sockaddr_storage *addr
 	return u;
 }
 
-int tg_upstream_connect(tg_worker_t *w, const tg_endpoint_t *ep, tg_uconn_t **out)
+int tg_upstream_connect(tg_worker_t *w, const tg_endpoint_t *ep, const tg_tls_upstream_t *tls,
+			tg_uconn_t **out)
 {
 	uint32_t h = addr_hash(&ep->addr, ep->addrlen);
-	tg_upool_t *p = pool_find(w, &ep->addr, ep->addrlen, h, true);
+	tg_upool_t *p =
+	    pool_find(w, &ep->addr, ep->addrlen, h, tls ? tg_tls_upstream_key(tls) : 0, true);
 	if (!p)
 		return -ENOMEM;
 	int fd = socket(ep->addr.ss_family, SOCK_STREAM | SOCK_NONBLOCK | SOCK_CLOEXEC, 0);
@@ -181,8 +210,20 @@ int tg_upstream_connect(tg_worker_t *w, const tg_endpoint_t *ep, tg_uconn_t **ou
 	tg_timer_init(&u->timer, idle_expired);
 	u->state = r == 0 ? UC_ACTIVE : UC_CONNECTING;
 	u->wr = r == 0;
+	if (tls) {
+		u->tls = tg_tls_upstream_conn(tls, fd, p->session);
+		if (!u->tls) {
+			close(fd);
+			tg_pool_put(&w->upool_objs, u);
+			return -ENOMEM;
+		}
+		if (r == 0)
+			u->state = UC_HANDSHAKE;
+	}
 	int e = tg_loop_add(&w->loop, &u->io, EPOLLIN | EPOLLOUT | EPOLLRDHUP | EPOLLET);
 	if (e < 0) {
+		tg_tls_conn_free(u->tls);
+		u->tls = NULL;
 		close(fd);
 		tg_pool_put(&w->upool_objs, u);
 		return e;
@@ -204,6 +245,8 @@ void tg_upstream_release(tg_worker_t *w, tg_uconn_t *u, bool reusable, const tg_
 		tg_upstream_close(w, u);
 		return;
 	}
+	if (TG_UNLIKELY(u->tls))
+		keep_session(u);
 	/* The response buffer goes back now: idle connections hold no memory
 	 * beyond their struct. */
 	tg_buf_put(&w->bufs, u->buf);
@@ -261,6 +304,7 @@ void tg_upstream_sweep(tg_worker_t *w, bool all)
 			tg_upool_t *p = *pp;
 			if (p->nconns == 0) {
 				*pp = p->next;
+				tg_tls_session_free(p->session);
 				free(p);
 			} else {
 				pp = &p->next;
@@ -278,10 +322,11 @@ uint32_t tg_upstream_forget_gone(tg_worker_t *w, const tg_snapshot_t *s)
 		const tg_backend_t *be = &s->backends[b];
 		for (uint32_t i = 0; i < be->n_endpoints; i++) {
 			const tg_endpoint_t *ep = &be->endpoints[i];
-			tg_upool_t *p = pool_find(w, &ep->addr, ep->addrlen,
-						  addr_hash(&ep->addr, ep->addrlen), false);
-			if (p)
-				p->live_gen = g;
+			uint32_t h = addr_hash(&ep->addr, ep->addrlen);
+			/* Every pool of the address (plain and each TLS profile). */
+			for (tg_upool_t *p = w->upools[h % TG_PROXY_UPOOL_HASH]; p; p = p->next)
+				if (p->hash == h && addr_eq(p, &ep->addr, ep->addrlen))
+					p->live_gen = g;
 		}
 	}
 	uint32_t closed = 0;
@@ -292,4 +337,30 @@ uint32_t tg_upstream_forget_gone(tg_worker_t *w, const tg_snapshot_t *s)
 				closed++;
 			}
 	return closed;
+}
+
+int tg_upstream_handshake(tg_uconn_t *u)
+{
+	int r = tg_tls_conn_handshake(u->tls);
+	if (r == TG_OK) {
+		u->state = UC_ACTIVE;
+		u->wr = 1; /* the handshake flushed everything: room to write */
+		u->rd = 1; /* the backend may have written already (TLS 1.3 tickets) */
+		return TG_OK;
+	}
+	if (r == TG_AGAIN)
+		return TG_AGAIN;
+	/* A backend that fails the handshake (bad certificate, no common
+	 * protocol) fails every request: say why, at most every 10 s. */
+	static _Thread_local uint64_t last;
+	tg_worker_t *w = u->w;
+	if (!last || w->loop.now_ms - last >= 10000) {
+		last = w->loop.now_ms;
+		char addr[64];
+		tg_addr_format((const struct sockaddr *)&u->pool->addr, addr, sizeof(addr));
+		tg_warn("proxy",
+			"TLS handshake with backend %s failed: %s (backend-protocol HTTPS)", addr,
+			tg_tls_conn_error(u->tls));
+	}
+	return TG_ERROR;
 }

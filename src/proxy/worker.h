@@ -15,6 +15,7 @@
 #include "http/http.h"
 #include "ingress/snapshot.h"
 #include "proxy/metrics.h"
+#include "tls/upstream.h"
 
 #include <pthread.h>
 #include <stdatomic.h>
@@ -71,10 +72,14 @@ typedef struct tg_upool {
 	uint64_t live_gen;	      /* w->pool_gen of the last snapshot listing this
 				       * endpoint: a connection released when it is not
 				       * the current one is closed, not pooled */
+	uint64_t tls_key;	      /* part of the key: 0 plain TCP, else the upstream
+				       * TLS profile's tg_tls_upstream_key */
+	tg_tls_session_t *session;    /* last resumable TLS session with this endpoint
+				       * (one reference), or NULL */
 } tg_upool_t;
 
 /* Upstream connection states. */
-enum { UC_CONNECTING, UC_ACTIVE, UC_IDLE };
+enum { UC_CONNECTING, UC_ACTIVE, UC_IDLE, UC_HANDSHAKE /* TLS to the backend */ };
 
 struct tg_uconn {
 	tg_io_t io;		   /* fd + handler; first so a dangling event is safe */
@@ -93,6 +98,7 @@ struct tg_uconn {
 	uint8_t wr;		   /* writable as far as we know */
 	uint8_t rdhup;		   /* peer's FIN is queued (EPOLLRDHUP) */
 	uint8_t reused;		   /* taken from the pool for the current request */
+	tg_tls_conn_t *tls;	   /* backend-protocol HTTPS: TLS state, else NULL */
 };
 
 /* Client connection phases. */
@@ -136,6 +142,11 @@ struct tg_cconn {
 	uint8_t xiplen;		     /* bytes of xip (0: the client address is ip) */
 	char xip[46];		     /* client address taken from X-Forwarded-For */
 	const char *local_detail;    /* next local response: nginx-style detail line */
+	tg_str_t local_location;     /* next local response: its Location value (redirect
+				      * annotations; len 0: none, or ssl-redirect's) */
+	tg_buf_t *xbuf;		     /* annotations' per-request text (rewritten target,
+				      * redirect Location), from the buffer pool; NULL
+				      * when unused */
 	tg_sbuf_t tlsh;		     /* ssl-client-* header lines for this request */
 
 	/* --- the current exchange --- */
@@ -293,11 +304,21 @@ bool tg_drain_done(tg_worker_t *w);
 int tg_drain_add_listener(tg_worker_t *w, int fd);
 
 /* upstream.c */
-/* Takes an idle connection to addr from the pool, or NULL. */
-tg_uconn_t *tg_upstream_take(tg_worker_t *w, const struct sockaddr_storage *addr, socklen_t len);
-/* Opens a connection to ep. On success *out is set (state UC_CONNECTING or
- * UC_ACTIVE when the connect completed at once); returns 0 or -errno. */
-int tg_upstream_connect(tg_worker_t *w, const tg_endpoint_t *ep, tg_uconn_t **out);
+/* Takes an idle connection to addr from the pool, or NULL. tls: the route's
+ * upstream TLS profile (NULL: plain TCP); only a connection made with an
+ * equal profile is taken. */
+tg_uconn_t *tg_upstream_take(tg_worker_t *w, const struct sockaddr_storage *addr, socklen_t len,
+			     const tg_tls_upstream_t *tls);
+/* Opens a connection to ep (TLS with profile tls when not NULL, resuming the
+ * endpoint's last session). On success *out is set (state UC_CONNECTING,
+ * UC_HANDSHAKE when the TCP connect completed at once with TLS, or UC_ACTIVE);
+ * returns 0 or -errno. */
+int tg_upstream_connect(tg_worker_t *w, const tg_endpoint_t *ep, const tg_tls_upstream_t *tls,
+			tg_uconn_t **out);
+/* Runs the TLS handshake of u (UC_HANDSHAKE) as far as the socket allows:
+ * TG_OK (now UC_ACTIVE), TG_AGAIN (wait for an event) or TG_ERROR (logged at
+ * most every 10 s per worker; the caller treats it as a failed connect). */
+int tg_upstream_handshake(tg_uconn_t *u);
 /* Gives u back: pooled when reusable and the limits allow, else closed. */
 void tg_upstream_release(tg_worker_t *w, tg_uconn_t *u, bool reusable, const tg_settings_t *s);
 /* Closes u (any state). */

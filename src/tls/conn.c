@@ -245,6 +245,31 @@ int tg_tls_conn_set_prefix(tg_tls_conn_t *c, const void *data, size_t len)
 	return 0;
 }
 
+tg_tls_conn_t *tg_tls_conn_new_client(SSL_CTX *ctx, int fd)
+{
+	if (!ctx || !bio_meth)
+		return NULL;
+	tg_tls_conn_t *c = calloc(1, sizeof(*c));
+	if (!c)
+		return NULL;
+	c->fd = fd;
+	c->client = true;
+	c->ssl = SSL_new(ctx);
+	BIO *bio = BIO_new(bio_meth);
+	if (!c->ssl || !bio) {
+		BIO_free(bio);
+		SSL_free(c->ssl);
+		free(c);
+		ERR_clear_error();
+		return NULL;
+	}
+	BIO_set_data(bio, c);
+	SSL_set_bio(c->ssl, bio, bio);
+	SSL_set_app_data(c->ssl, c);
+	SSL_set_connect_state(c->ssl);
+	return c;
+}
+
 static void release_store(tg_tls_conn_t *c)
 {
 	tg_tls_store_free(c->store);
@@ -272,7 +297,7 @@ static const char *errno_text(int e)
 /* Records a fatal error; during the handshake, counts it. Returns TG_ERROR. */
 static int fail(tg_tls_conn_t *c, tg_tls_error_kind_t kind, const char *why)
 {
-	if (!c->failed && !c->established) {
+	if (!c->failed && !c->established && !c->client) {
 		static const enum tls_counter ctr[] = {
 		    [TG_TLS_ERR_PEER_CLOSED] = CTR_ERR_PEER_CLOSED,
 		    [TG_TLS_ERR_IO] = CTR_ERR_IO,
@@ -372,7 +397,8 @@ int tg_tls_conn_handshake(tg_tls_conn_t *c)
 			return rc;
 		}
 		c->established = true;
-		count_established(c);
+		if (!c->client)
+			count_established(c);
 		/* The store was only needed to pick the certificate. */
 		release_store(c);
 	}
@@ -559,7 +585,7 @@ void tg_tls_conn_free(tg_tls_conn_t *c)
 {
 	if (!c)
 		return;
-	if (!c->established && !c->failed)
+	if (!c->established && !c->failed && !c->client)
 		tg_tls_count(CTR_ERR_ABANDONED);
 	SSL_free(c->ssl);
 	release_store(c);

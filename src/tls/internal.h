@@ -93,6 +93,8 @@ struct tg_tls_conn {
 	bool hello_seen;	 /* the ClientHello callback ran once */
 	uint8_t auth_verify;	 /* tg_tls_verify_t requested during the handshake */
 	uint8_t auth_fp[FP_LEN]; /* fingerprint of that policy (zeros: none) */
+	bool client;		 /* our side connects (upstream TLS, client.c): not counted
+				  * in the tidegate_tls_* listener metrics */
 };
 
 /* ---- global.c */
@@ -130,6 +132,10 @@ enum tls_counter {
 void tg_tls_count(enum tls_counter which);
 
 /* ---- conn.c */
+
+/* A connection in client (connect) state over fd for ctx (one reference of
+ * ctx is taken by the SSL object). NULL when out of memory. For client.c. */
+tg_tls_conn_t *tg_tls_conn_new_client(SSL_CTX *ctx, int fd);
 
 /* Creates / frees the socket BIO method (called by tg_tls_init/cleanup). */
 int tg_tls_bio_init(void);

@@ -403,7 +403,7 @@ static void test_annotations_and_tls(void **state)
 				     "    nginx.ingress.kubernetes.io/ssl-redirect: \"false\"\n"
 				     "    nginx.ingress.kubernetes.io/force-ssl-redirect: "
 				     "\"true\"\n"
-				     "    nginx.ingress.kubernetes.io/backend-protocol: GRPC\n"
+				     "    nginx.ingress.kubernetes.io/backend-protocol: HTTPS\n"
 				     "    nginx.ingress.kubernetes.io/whitelist-source-range: "
 				     "10.0.0.0/8\n"
 				     "    nginx.ingress.kubernetes.io/auth-tls-secret: default/ca\n"
@@ -440,7 +440,10 @@ static void test_annotations_and_tls(void **state)
 	assert_false(r->opts.ssl_redirect);
 	assert_true(r->opts.force_ssl_redirect);
 	assert_true(r->opts.tls);
-	assert_int_equal(r->backend->protocol, TG_PROTO_GRPC);
+	assert_int_equal(r->backend->protocol, TG_PROTO_HTTPS);
+	assert_non_null(r->opts.extra);
+	assert_non_null(r->opts.extra->up_tls);
+	assert_int_equal(r->opts.extra->n_allow, 1); /* whitelist-source-range */
 	assert_true(ingfx_find(snap, "x.w.com", "/")->opts.tls);
 	assert_false(ingfx_find(snap, "g.com", "/")->opts.tls);
 	const tg_route_t *p = ingfx_find(snap, "p.com", "/");
@@ -448,9 +451,10 @@ static void test_annotations_and_tls(void **state)
 	assert_true(p->opts.ssl_redirect);
 	assert_false(p->opts.force_ssl_redirect);
 	assert_int_equal(p->backend->protocol, TG_PROTO_HTTP);
-	/* raw annotations kept for later work */
+	assert_null(p->opts.extra); /* plain routes carry no extra */
+	/* auth-tls-* kept raw for the TLS store builder */
 	const tg_object_t *o = tg_store_get(st, TG_KIND_INGRESS, "default", "x");
-	assert_int_equal(o->u.ingress.ann.n_raw, 2);
+	assert_int_equal(o->u.ingress.ann.n_raw, 1);
 }
 
 static void test_bad_annotation_keeps_last_good(void **state)
@@ -478,7 +482,7 @@ static void test_bad_annotation_keeps_last_good(void **state)
 	static const char *const bad[] = {
 	    "nginx.ingress.kubernetes.io/proxy-body-size: \"8q\"",
 	    "nginx.ingress.kubernetes.io/ssl-redirect: \"maybe\"",
-	    "nginx.ingress.kubernetes.io/backend-protocol: FCGI",
+	    "nginx.ingress.kubernetes.io/backend-protocol: SPDY",
 	    "nginx.ingress.kubernetes.io/proxy-connect-timeout: \"0\"",
 	};
 	for (size_t i = 0; i < sizeof(bad) / sizeof(bad[0]); i++) {
