@@ -211,17 +211,17 @@ static bool same_address(int fd, const char *text)
 enum { ST_SERVING, ST_GRACE, ST_DRAINING };
 
 typedef struct runstate {
-	ingress_ctx_t *ctx;	 /* shared with the admin thread */
-	tg_proxy_t *proxy;	 /* the data path */
-	tg_admin_t **admin;	 /* the admin server (NULL once handed over) */
-	int state;		 /* ST_* */
-	uint64_t grace_ms;	 /* --shutdown-grace-period */
-	uint64_t grace_end;	 /* ms: listeners close then */
-	uint64_t deadline;	 /* ms: worker-shutdown-timeout ends (ST_DRAINING) */
-	bool aborted;		 /* SIGQUIT: stopping at once */
-	uint64_t next_report;	 /* ms: next progress line */
-	tg_upgrade_t *up;	 /* upgrade in progress (NULL: none) */
-	uint64_t up_deadline;	 /* ms: the new process must be ready by then */
+	ingress_ctx_t *ctx;   /* shared with the admin thread */
+	tg_proxy_t *proxy;    /* the data path */
+	tg_admin_t **admin;   /* the admin server (NULL once handed over) */
+	int state;	      /* ST_* */
+	uint64_t grace_ms;    /* --shutdown-grace-period */
+	uint64_t grace_end;   /* ms: listeners close then */
+	uint64_t deadline;    /* ms: worker-shutdown-timeout ends (ST_DRAINING) */
+	bool aborted;	      /* SIGQUIT: stopping at once */
+	uint64_t next_report; /* ms: next progress line */
+	tg_upgrade_t *up;     /* upgrade in progress (NULL: none) */
+	uint64_t up_deadline; /* ms: the new process must be ready by then */
 } runstate_t;
 
 static unsigned long long open_conns(const runstate_t *r)
@@ -324,8 +324,10 @@ static void end_grace(runstate_t *r, uint64_t now)
 	tg_info("ingress",
 		"grace period over: accepting what is queued, then closing the listeners "
 		"(net.ipv4.tcp_migrate_req=%c%s); %llu open connections",
-		v, v == '1' ? "" : ": a connection completing its handshake at that instant is reset "
-			      "if another process shares the port",
+		v,
+		v == '1' ? ""
+			 : ": a connection completing its handshake at that instant is reset "
+			   "if another process shares the port",
 		open_conns(r));
 	tg_proxy_unlisten(r->proxy, false);
 	start_countdown(r, now);
@@ -377,7 +379,8 @@ static void run(ingress_ctx_t *ctx, int sfd, tg_admin_t **admin, uint64_t grace_
 			} else if (sig == SIGUSR2) {
 				on_sigusr2(&r, now);
 			} else if (sig == SIGQUIT) {
-				tg_warn("ingress", "SIGQUIT: stopping now, closing %llu connections",
+				tg_warn("ingress",
+					"SIGQUIT: stopping now, closing %llu connections",
 					open_conns(&r));
 				tg_proxy_abort(r.proxy);
 				r.aborted = true;
@@ -400,7 +403,8 @@ static void run(ingress_ctx_t *ctx, int sfd, tg_admin_t **admin, uint64_t grace_
 			unsigned long long forced = tg_proxy_forced(r.proxy);
 			if (forced && !r.aborted)
 				tg_warn("ingress",
-					"worker-shutdown-timeout reached: closed %llu connections still "
+					"worker-shutdown-timeout reached: closed %llu connections "
+					"still "
 					"open",
 					forced);
 			else if (r.state == ST_DRAINING && !r.aborted)
@@ -409,9 +413,11 @@ static void run(ingress_ctx_t *ctx, int sfd, tg_admin_t **admin, uint64_t grace_
 		}
 		if (r.state == ST_DRAINING && now >= r.next_report) {
 			r.next_report = now + DRAIN_REPORT_MS;
-			tg_info("ingress", "draining: %llu open connections (closed by force in %llu s)",
-				open_conns(&r),
-				(unsigned long long)(r.deadline > now ? (r.deadline - now) / 1000 : 0));
+			tg_info(
+			    "ingress",
+			    "draining: %llu open connections (closed by force in %llu s)",
+			    open_conns(&r),
+			    (unsigned long long)(r.deadline > now ? (r.deadline - now) / 1000 : 0));
 		}
 	}
 	tg_upgrade_reap();
@@ -611,8 +617,9 @@ int tg_cmd_ingress(int argc, char **argv)
 		e = tg_admin_adopt(inh.admin, &ops, &admin);
 	} else {
 		if (inh.admin >= 0) {
-			tg_warn("ingress", "upgrade: the inherited admin socket does not match "
-					   "--admin-listen %s: binding anew",
+			tg_warn("ingress",
+				"upgrade: the inherited admin socket does not match "
+				"--admin-listen %s: binding anew",
 				admin_listen);
 			close(inh.admin);
 		}

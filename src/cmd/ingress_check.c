@@ -21,11 +21,11 @@
 #define MAX_FILE_BYTES (64u << 20)
 
 typedef struct check {
-	tg_store_t *store;  /* objects applied so far */
-	unsigned files;	    /* manifest files read */
-	unsigned failed;    /* files refused as a whole */
-	unsigned objects;   /* objects accepted */
-	unsigned rejected;  /* objects refused one by one */
+	tg_store_t *store; /* objects applied so far */
+	unsigned files;	   /* manifest files read */
+	unsigned failed;   /* files refused as a whole */
+	unsigned objects;  /* objects accepted */
+	unsigned rejected; /* objects refused one by one */
 } check_t;
 
 /* Same rule as the directory source: hidden names are skipped (editor files,

@@ -14,7 +14,8 @@ static void usage(FILE *f)
 		   "commands:\n"
 		   "  ingress   L7 ingress proxy fed by Kubernetes objects (--manifests DIR)\n"
 		   "  balancer  L4 XDP balancer with Maglev hashing (--config FILE)\n"
-		   "  decap     tc program on a real that strips the IPIP header (--iface IF --vip ADDR...)\n"
+		   "  decap     tc program on a real that strips the IPIP header (--iface IF --vip "
+		   "ADDR...)\n"
 		   "  version   print version and build features\n"
 		   "\n"
 		   "`tidegate COMMAND --help` describes each command's options.\n");

@@ -94,7 +94,8 @@ static int send_batch(int fd, const int *fds, const tg_upgrade_kind_t *kinds, in
 	char text[MSG_MAX];
 	size_t off = (size_t)snprintf(text, sizeof(text), "FDS");
 	for (int i = 0; i < n; i++)
-		off += (size_t)snprintf(text + off, sizeof(text) - off, " %s", kind_names[kinds[i]]);
+		off +=
+		    (size_t)snprintf(text + off, sizeof(text) - off, " %s", kind_names[kinds[i]]);
 	union {
 		char buf[CMSG_SPACE(sizeof(int) * TG_UPGRADE_BATCH)];
 		struct cmsghdr align;
@@ -209,8 +210,10 @@ int tg_upgrade_start(const int *fds, const tg_upgrade_kind_t *kinds, int n, tg_u
 		close(sv[0]);
 		char how[128];
 		reap(pid, e == -EPIPE ? 5000 : 0, how, sizeof(how));
-		snprintf(why, len, "new process %d %s before it was ready (handing the sockets over "
-			 "failed: %s)", (int)pid, how, strerror(e ? -e : ENOMEM));
+		snprintf(why, len,
+			 "new process %d %s before it was ready (handing the sockets over "
+			 "failed: %s)",
+			 (int)pid, how, strerror(e ? -e : ENOMEM));
 		return e ? e : -ENOMEM;
 	}
 	u->pid = pid;
@@ -278,8 +281,7 @@ void tg_upgrade_reap(void)
 		;
 }
 
-int tg_upgrade_parse(const char *msg, size_t len, int nfds, tg_upgrade_kind_t *kinds,
-		     pid_t *pid)
+int tg_upgrade_parse(const char *msg, size_t len, int nfds, tg_upgrade_kind_t *kinds, pid_t *pid)
 {
 	char buf[MSG_MAX];
 	if (len == 0 || len >= sizeof(buf) || memchr(msg, '\0', len))

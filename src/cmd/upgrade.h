@@ -39,13 +39,13 @@ typedef enum tg_upgrade_kind {
 
 /* Sockets received by the new process. */
 typedef struct tg_upgrade_inherited {
-	int channel;			 /* socket to the old process (-1: not upgraded) */
-	pid_t old_pid;			 /* the old process */
-	int http[TG_UPGRADE_MAX_FDS];	 /* HTTP listeners */
-	int n_http;			 /* entries in http */
-	int https[TG_UPGRADE_MAX_FDS];	 /* HTTPS listeners */
-	int n_https;			 /* entries in https */
-	int admin;			 /* admin listener, -1 when none */
+	int channel;		       /* socket to the old process (-1: not upgraded) */
+	pid_t old_pid;		       /* the old process */
+	int http[TG_UPGRADE_MAX_FDS];  /* HTTP listeners */
+	int n_http;		       /* entries in http */
+	int https[TG_UPGRADE_MAX_FDS]; /* HTTPS listeners */
+	int n_https;		       /* entries in https */
+	int admin;		       /* admin listener, -1 when none */
 } tg_upgrade_inherited_t;
 
 /* An upgrade in progress, on the old side. */
@@ -93,7 +93,6 @@ void tg_upgrade_report(tg_upgrade_inherited_t *in, bool ok, const char *why);
  * descriptors attached fills kinds[0..n) and returns n; "END <pid>" returns 0
  * and sets *pid; anything else (unknown kind, count mismatch, junk) returns
  * -EINVAL. */
-int tg_upgrade_parse(const char *msg, size_t len, int nfds, tg_upgrade_kind_t *kinds,
-		     pid_t *pid);
+int tg_upgrade_parse(const char *msg, size_t len, int nfds, tg_upgrade_kind_t *kinds, pid_t *pid);
 
 #endif

@@ -27,7 +27,7 @@ void tg_log_init(void);
 
 /* Formats and writes one line; `module` is a short subsystem name. */
 void tg_log(tg_log_level_t level, const char *module, const char *fmt, ...)
-	__attribute__((format(printf, 3, 4)));
+    __attribute__((format(printf, 3, 4)));
 
 #define tg_debug(mod, ...) tg_log(TG_LOG_DEBUG, mod, __VA_ARGS__)
 #define tg_info(mod, ...)  tg_log(TG_LOG_INFO, mod, __VA_ARGS__)

@@ -67,17 +67,19 @@
 #include <sys/types.h>
 
 /* Header field flags, set by the parsers. */
-#define TG_HDR_HOP	     0x01 /* hop-by-hop: Connection, Keep-Alive, Proxy-Connection,
-				   * TE, Trailer, Transfer-Encoding, Upgrade, and every
-				   * field named in a Connection header. A proxy drops these
-				   * (it writes its own framing and Connection). */
-#define TG_HDR_HOST	     0x02 /* the Host field */
+#define TG_HDR_HOP                                                                                 \
+	0x01			   /* hop-by-hop: Connection, Keep-Alive, Proxy-Connection,        \
+				    * TE, Trailer, Transfer-Encoding, Upgrade, and every           \
+				    * field named in a Connection header. A proxy drops these      \
+				    * (it writes its own framing and Connection). */
+#define TG_HDR_HOST	      0x02 /* the Host field */
 #define TG_HDR_CONTENT_LENGTH 0x04 /* the Content-Length field */
-#define TG_HDR_XFWD	     0x08 /* X-Forwarded-For/-Proto/-Host/-Port, X-Real-IP,
-				   * Forwarded: replaced by the proxy unless trusted */
-#define TG_HDR_REQUEST_ID    0x10 /* X-Request-ID */
-#define TG_HDR_DATE	     0x20 /* Date (responses) */
-#define TG_HDR_SERVER	     0x40 /* Server (responses) */
+#define TG_HDR_XFWD                                                                                \
+	0x08		       /* X-Forwarded-For/-Proto/-Host/-Port, X-Real-IP,                   \
+				* Forwarded: replaced by the proxy unless trusted */
+#define TG_HDR_REQUEST_ID 0x10 /* X-Request-ID */
+#define TG_HDR_DATE	  0x20 /* Date (responses) */
+#define TG_HDR_SERVER	  0x40 /* Server (responses) */
 
 typedef struct tg_http_header {
 	tg_str_t name;	/* field name as received (case preserved) */
@@ -135,27 +137,27 @@ typedef struct tg_http_request {
 	tg_http_header_t *headers; /* caller's array */
 	size_t max_headers;	   /* its capacity */
 	/* out */
-	size_t num_headers;	      /* fields filled in headers[] */
-	tg_str_t method;	      /* as received */
-	tg_http_method_t method_id;   /* parsed method */
-	tg_str_t target;	      /* request-target as received */
-	tg_http_target_form_t form;   /* which form target has */
-	tg_str_t path;		      /* target's path (absolute-form: after the authority,
-				       * a static "/" when that is empty, "*" for OPTIONS;
-				       * "*" for asterisk-form; empty for CONNECT), no query */
-	tg_str_t query;		      /* after '?', without it (len 0 when absent) */
-	tg_str_t host;		      /* authority to route on: absolute-form authority when
-				       * present, else the Host field; port kept as sent */
-	int version_minor;	      /* 0 or 1 (HTTP/1.x) */
-	tg_http_body_t body;	      /* NONE, LENGTH or CHUNKED */
-	uint64_t content_length;      /* with TG_BODY_LENGTH */
-	bool keep_alive;	      /* persistence after this exchange (RFC 9112 9.3) */
-	bool expect_continue;	      /* Expect: 100-continue */
-	bool upgrade;		      /* Upgrade field present and Connection lists upgrade */
-	tg_str_t upgrade_protocol;    /* the Upgrade field's value when upgrade */
-	const char *error;	      /* reason when TG_ERROR */
-	int status;		      /* status to answer when TG_ERROR */
-	tg_http_parse_state_t priv;   /* resumption state (tg_http_parse_request_resume) */
+	size_t num_headers;	    /* fields filled in headers[] */
+	tg_str_t method;	    /* as received */
+	tg_http_method_t method_id; /* parsed method */
+	tg_str_t target;	    /* request-target as received */
+	tg_http_target_form_t form; /* which form target has */
+	tg_str_t path;		    /* target's path (absolute-form: after the authority,
+				     * a static "/" when that is empty, "*" for OPTIONS;
+				     * "*" for asterisk-form; empty for CONNECT), no query */
+	tg_str_t query;		    /* after '?', without it (len 0 when absent) */
+	tg_str_t host;		    /* authority to route on: absolute-form authority when
+				     * present, else the Host field; port kept as sent */
+	int version_minor;	    /* 0 or 1 (HTTP/1.x) */
+	tg_http_body_t body;	    /* NONE, LENGTH or CHUNKED */
+	uint64_t content_length;    /* with TG_BODY_LENGTH */
+	bool keep_alive;	    /* persistence after this exchange (RFC 9112 9.3) */
+	bool expect_continue;	    /* Expect: 100-continue */
+	bool upgrade;		    /* Upgrade field present and Connection lists upgrade */
+	tg_str_t upgrade_protocol;  /* the Upgrade field's value when upgrade */
+	const char *error;	    /* reason when TG_ERROR */
+	int status;		    /* status to answer when TG_ERROR */
+	tg_http_parse_state_t priv; /* resumption state (tg_http_parse_request_resume) */
 } tg_http_request_t;
 
 typedef struct tg_http_response {

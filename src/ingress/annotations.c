@@ -54,8 +54,9 @@ static const char *check_auth_tls(tg_str_t name, const char *v, size_t vl)
 {
 	if (name_is(name, "auth-tls-secret")) {
 		const char *slash = memchr(v, '/', vl);
-		bool ok = vl > 0 && (!slash || (slash > v && slash < v + vl - 1 &&
-						!memchr(slash + 1, '/', (size_t)(v + vl - slash - 1))));
+		bool ok =
+		    vl > 0 && (!slash || (slash > v && slash < v + vl - 1 &&
+					  !memchr(slash + 1, '/', (size_t)(v + vl - slash - 1))));
 		return ok ? NULL : " (want NAMESPACE/SECRET or SECRET)";
 	}
 	if (name_is(name, "auth-tls-verify-client")) {

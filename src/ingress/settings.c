@@ -49,14 +49,14 @@ void tg_settings_defaults(tg_settings_t *s)
 }
 
 typedef enum vtype {
-	V_MS32,	   /* duration into uint32_t milliseconds */
-	V_MS64,	   /* duration into uint64_t milliseconds */
-	V_U32,	   /* plain integer into uint32_t */
-	V_SIZE32,  /* size into uint32_t bytes */
-	V_SIZE64,  /* size into uint64_t bytes */
-	V_BOOL,	   /* boolean */
-	V_LB,	   /* load-balance algorithm */
-	V_HDRBUFS, /* "count size" into uint32_t total bytes */
+	V_MS32,	     /* duration into uint32_t milliseconds */
+	V_MS64,	     /* duration into uint64_t milliseconds */
+	V_U32,	     /* plain integer into uint32_t */
+	V_SIZE32,    /* size into uint32_t bytes */
+	V_SIZE64,    /* size into uint64_t bytes */
+	V_BOOL,	     /* boolean */
+	V_LB,	     /* load-balance algorithm */
+	V_HDRBUFS,   /* "count size" into uint32_t total bytes */
 	V_SSLPROTO,  /* ssl-protocols text, checked by the TLS library */
 	V_SSLCIPHER, /* ssl-ciphers text, checked by the TLS library */
 	V_TICKETKEY, /* base64 of an 80-byte ticket key */
@@ -112,8 +112,7 @@ static const key_desc_t keys[] = {
 
 /* Copies the text of an ssl-* value into the fixed field (NUL-terminated) and
  * lets the TLS library judge it. Returns NULL or a reason. */
-static const char *ssl_text(const key_desc_t *k, const char *v, size_t len, char *field,
-			    size_t cap)
+static const char *ssl_text(const key_desc_t *k, const char *v, size_t len, char *field, size_t cap)
 {
 	static _Thread_local char why[TG_TLS_ERR_MAX];
 	if (len >= cap)

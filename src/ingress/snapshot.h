@@ -42,61 +42,63 @@ typedef enum tg_backend_protocol {
 } tg_backend_protocol_t;
 
 #define TG_MAX_REAL_IP_CIDRS 16 /* entries proxy-real-ip-cidr may list */
-#define TG_MAX_GLOBAL_RANGES 64 /* entries the ConfigMap's whitelist-source-range and
-				 * denylist-source-range may each list */
+#define TG_MAX_GLOBAL_RANGES                                                                       \
+	64 /* entries the ConfigMap's whitelist-source-range and                                   \
+	    * denylist-source-range may each list */
 
 /*
  * Global settings: the ConfigMap (--configmap NS/NAME) keys, with
  * ingress-nginx's names and defaults. Durations in milliseconds.
  */
 typedef struct tg_settings {
-	uint32_t keep_alive_ms;			/* keep-alive [75s]; 0 disables client keep-alive */
-	uint32_t keep_alive_requests;		/* keep-alive-requests [1000] */
-	uint64_t keep_alive_time_ms;		/* keep-alive-time [1h]: max age of a client conn */
+	uint32_t keep_alive_ms;	      /* keep-alive [75s]; 0 disables client keep-alive */
+	uint32_t keep_alive_requests; /* keep-alive-requests [1000] */
+	uint64_t keep_alive_time_ms;  /* keep-alive-time [1h]: max age of a client conn */
 	uint32_t upstream_keepalive_connections; /* upstream-keepalive-connections [320], idle
-						 * pooled connections per worker */
-	uint32_t upstream_keepalive_timeout_ms;	/* upstream-keepalive-timeout [60s] */
-	uint32_t upstream_keepalive_requests;	/* upstream-keepalive-requests [10000] */
-	uint32_t proxy_connect_timeout_ms;	/* proxy-connect-timeout [5s] */
-	uint32_t proxy_read_timeout_ms;		/* proxy-read-timeout [60s] */
-	uint32_t proxy_send_timeout_ms;		/* proxy-send-timeout [60s] */
-	uint32_t client_header_timeout_ms;	/* client-header-timeout [60s], whole head */
-	uint32_t client_body_timeout_ms;	/* client-body-timeout [60s], between reads */
-	uint64_t proxy_body_size;		/* proxy-body-size [1m]; 0 = unlimited */
-	uint32_t worker_shutdown_timeout_ms;	/* worker-shutdown-timeout [240s] */
-	uint32_t max_worker_connections;	/* max-worker-connections [16384] client conns
-						 * per worker */
-	uint32_t client_header_buffer_size;	/* client-header-buffer-size [1k] (first read) */
-	uint32_t large_client_header_buffers;	/* large-client-header-buffers ["4 8k"] as total
-						 * head limit in bytes [32768] -> 431 */
-	uint32_t max_headers;			/* max-headers [100] header fields -> 431 */
-	uint32_t tcp_keepalive_ms;		/* tcp-keepalive [0 = off]: client TCP keepalive
-						 * idle time */
-	bool use_proxy_protocol;		/* use-proxy-protocol [false] */
-	bool use_forwarded_headers;		/* use-forwarded-headers [false] */
-	bool ssl_redirect;			/* ssl-redirect [true] */
-	bool disable_access_log;		/* disable-access-log [false] */
-	tg_lb_algo_t load_balance;		/* load-balance [round_robin] */
+						  * pooled connections per worker */
+	uint32_t upstream_keepalive_timeout_ms;	 /* upstream-keepalive-timeout [60s] */
+	uint32_t upstream_keepalive_requests;	 /* upstream-keepalive-requests [10000] */
+	uint32_t proxy_connect_timeout_ms;	 /* proxy-connect-timeout [5s] */
+	uint32_t proxy_read_timeout_ms;		 /* proxy-read-timeout [60s] */
+	uint32_t proxy_send_timeout_ms;		 /* proxy-send-timeout [60s] */
+	uint32_t client_header_timeout_ms;	 /* client-header-timeout [60s], whole head */
+	uint32_t client_body_timeout_ms;	 /* client-body-timeout [60s], between reads */
+	uint64_t proxy_body_size;		 /* proxy-body-size [1m]; 0 = unlimited */
+	uint32_t worker_shutdown_timeout_ms;	 /* worker-shutdown-timeout [240s] */
+	uint32_t max_worker_connections;	 /* max-worker-connections [16384] client conns
+						  * per worker */
+	uint32_t client_header_buffer_size;	 /* client-header-buffer-size [1k] (first read) */
+	uint32_t large_client_header_buffers;	 /* large-client-header-buffers ["4 8k"] as total
+						  * head limit in bytes [32768] -> 431 */
+	uint32_t max_headers;			 /* max-headers [100] header fields -> 431 */
+	uint32_t tcp_keepalive_ms;		 /* tcp-keepalive [0 = off]: client TCP keepalive
+						  * idle time */
+	bool use_proxy_protocol;		 /* use-proxy-protocol [false] */
+	bool use_forwarded_headers;		 /* use-forwarded-headers [false] */
+	bool ssl_redirect;			 /* ssl-redirect [true] */
+	bool disable_access_log;		 /* disable-access-log [false] */
+	tg_lb_algo_t load_balance;		 /* load-balance [round_robin] */
 	/* TLS (see README "TLS"). Strings are empty for the default. */
-	char ssl_protocols[64];			/* ssl-protocols ["TLSv1.2 TLSv1.3"] */
-	char ssl_ciphers[1024];			/* ssl-ciphers [Mozilla intermediate] */
-	uint32_t ssl_session_timeout_ms;	/* ssl-session-timeout [10m] */
-	bool ssl_session_tickets;		/* ssl-session-tickets [true]: our only
-						 * resumption (no shared session cache) */
-	bool has_ssl_session_ticket_key;	/* ssl-session-ticket-key given */
-	uint8_t ssl_session_ticket_key[80];	/* its value, base64-decoded (nginx layout) */
-	tg_cidr_t proxy_real_ip_cidr[TG_MAX_REAL_IP_CIDRS]; /* proxy-real-ip-cidr [0.0.0.0/0]:
-						 * peers whose X-Forwarded-* are trusted */
-	uint8_t n_proxy_real_ip_cidr;		/* entries in proxy_real_ip_cidr */
+	char ssl_protocols[64];		    /* ssl-protocols ["TLSv1.2 TLSv1.3"] */
+	char ssl_ciphers[1024];		    /* ssl-ciphers [Mozilla intermediate] */
+	uint32_t ssl_session_timeout_ms;    /* ssl-session-timeout [10m] */
+	bool ssl_session_tickets;	    /* ssl-session-tickets [true]: our only
+					     * resumption (no shared session cache) */
+	bool has_ssl_session_ticket_key;    /* ssl-session-ticket-key given */
+	uint8_t ssl_session_ticket_key[80]; /* its value, base64-decoded (nginx layout) */
+	tg_cidr_t
+	    proxy_real_ip_cidr[TG_MAX_REAL_IP_CIDRS]; /* proxy-real-ip-cidr [0.0.0.0/0]:
+						       * peers whose X-Forwarded-* are trusted */
+	uint8_t n_proxy_real_ip_cidr;		      /* entries in proxy_real_ip_cidr */
 	/* Default source ranges of every route whose Ingress has no annotation of
 	 * its own (ingress-nginx's ConfigMap keys of the same names). */
 	tg_cidr_t allow_ranges[TG_MAX_GLOBAL_RANGES]; /* whitelist-source-range [none] */
-	uint8_t n_allow_ranges;			/* entries in allow_ranges */
-	tg_cidr_t deny_ranges[TG_MAX_GLOBAL_RANGES]; /* denylist-source-range [none] */
-	uint8_t n_deny_ranges;			/* entries in deny_ranges */
-	bool ranges_bad;			/* one of those two keys has a bad value:
-						 * routes they govern answer 503 (fail
-						 * closed, as ingress-nginx denies them) */
+	uint8_t n_allow_ranges;			      /* entries in allow_ranges */
+	tg_cidr_t deny_ranges[TG_MAX_GLOBAL_RANGES];  /* denylist-source-range [none] */
+	uint8_t n_deny_ranges;			      /* entries in deny_ranges */
+	bool ranges_bad;			      /* one of those two keys has a bad value:
+						       * routes they govern answer 503 (fail
+						       * closed, as ingress-nginx denies them) */
 } tg_settings_t;
 
 /* Fills s with the defaults listed above. */
@@ -116,16 +118,16 @@ typedef struct tg_endpoint {
  * the same Service and port.
  */
 typedef struct tg_backend {
-	uint32_t id;		   /* dense index into snapshot->backends, so workers can
-				    * keep per-backend state (round-robin cursor) in an
-				    * array */
-	const char *ns;		   /* Service namespace */
-	const char *service;	   /* Service name */
-	const char *port;	   /* Service port as the Ingress wrote it (number or name) */
-	const char *label;	   /* "ns-service-port", ingress-nginx's upstream name */
-	tg_endpoint_t *endpoints;  /* the usable set: ready ones, or serving-and-terminating
-				    * ones when none is ready; may be empty (-> 503) */
-	uint32_t n_endpoints;	   /* entries in endpoints */
+	uint32_t id;			/* dense index into snapshot->backends, so workers can
+					 * keep per-backend state (round-robin cursor) in an
+					 * array */
+	const char *ns;			/* Service namespace */
+	const char *service;		/* Service name */
+	const char *port;		/* Service port as the Ingress wrote it (number or name) */
+	const char *label;		/* "ns-service-port", ingress-nginx's upstream name */
+	tg_endpoint_t *endpoints;	/* the usable set: ready ones, or serving-and-terminating
+					 * ones when none is ready; may be empty (-> 503) */
+	uint32_t n_endpoints;		/* entries in endpoints */
 	tg_backend_protocol_t protocol; /* backend-protocol annotation */
 } tg_backend_t;
 
@@ -167,25 +169,26 @@ typedef struct tg_route_extra {
 /* Effective per-route settings: an annotation when the Ingress has one, else
  * the global value. */
 typedef struct tg_route_opts {
-	uint64_t proxy_body_size;	  /* nginx.ingress.kubernetes.io/proxy-body-size */
+	uint64_t proxy_body_size;	   /* nginx.ingress.kubernetes.io/proxy-body-size */
 	uint32_t proxy_connect_timeout_ms; /* .../proxy-connect-timeout */
-	uint32_t proxy_read_timeout_ms;	  /* .../proxy-read-timeout */
-	uint32_t proxy_send_timeout_ms;	  /* .../proxy-send-timeout */
-	bool ssl_redirect;		  /* .../ssl-redirect */
-	bool force_ssl_redirect;	  /* .../force-ssl-redirect */
-	bool tls;			  /* the route's host is listed in the Ingress's spec.tls */
-	uint8_t client_auth_verify;	  /* auth-tls-verify-client (tg_tls_verify_t) when
-					   * auth-tls-secret is set, else OFF */
-	const tg_tls_client_auth_t *client_auth; /* its policy (owned by the snapshot's TLS
-					   * store); NULL with client_auth_verify != OFF: the
-					   * Secret is missing or bad, the routes answer 503 */
-	const tg_route_extra_t *extra;	  /* annotations acted on per request, or NULL
-					   * (the common case: plain proxying) */
+	uint32_t proxy_read_timeout_ms;	   /* .../proxy-read-timeout */
+	uint32_t proxy_send_timeout_ms;	   /* .../proxy-send-timeout */
+	bool ssl_redirect;		   /* .../ssl-redirect */
+	bool force_ssl_redirect;	   /* .../force-ssl-redirect */
+	bool tls;		    /* the route's host is listed in the Ingress's spec.tls */
+	uint8_t client_auth_verify; /* auth-tls-verify-client (tg_tls_verify_t) when
+				     * auth-tls-secret is set, else OFF */
+	const tg_tls_client_auth_t
+	    *client_auth;	       /* its policy (owned by the snapshot's TLS
+					* store); NULL with client_auth_verify != OFF: the
+					* Secret is missing or bad, the routes answer 503 */
+	const tg_route_extra_t *extra; /* annotations acted on per request, or NULL
+					* (the common case: plain proxying) */
 } tg_route_opts_t;
 
 typedef enum tg_path_type {
 	TG_PATH_EXACT = 0,
-	TG_PATH_PREFIX = 1,		  /* also ImplementationSpecific */
+	TG_PATH_PREFIX = 1, /* also ImplementationSpecific */
 } tg_path_type_t;
 
 /* The result of routing a request. */
@@ -194,8 +197,8 @@ typedef struct tg_route {
 				      * does not exist: the proxy answers 503 */
 	const char *ingress_ns;	     /* owning Ingress, for logs and metrics */
 	const char *ingress_name;
-	const char *host;	     /* rule host as written ("" for any host) */
-	const char *path;	     /* rule path as written */
+	const char *host; /* rule host as written ("" for any host) */
+	const char *path; /* rule path as written */
 	tg_path_type_t path_type;
 	tg_route_opts_t opts;
 } tg_route_t;
@@ -203,16 +206,16 @@ typedef struct tg_route {
 typedef struct tg_router tg_router_t; /* opaque: host hash + per-host path tables */
 
 typedef struct tg_snapshot {
-	_Atomic uint32_t refs;	   /* references; see tg_snapshot_acquire/release */
-	uint64_t generation;	   /* strictly increasing per publication */
-	tg_settings_t settings;	   /* global settings */
-	tg_backend_t *backends;	   /* all backends, index == id */
+	_Atomic uint32_t refs;	/* references; see tg_snapshot_acquire/release */
+	uint64_t generation;	/* strictly increasing per publication */
+	tg_settings_t settings; /* global settings */
+	tg_backend_t *backends; /* all backends, index == id */
 	uint32_t n_backends;
-	tg_router_t *router;	   /* lookup structure */
-	uint32_t n_ingresses;	   /* Ingresses routed (owned and valid) */
-	tg_tls_store_t *tls;	   /* certificates by SNI (one reference, released with
-				    * the snapshot); NULL: HTTPS connections are refused */
-	void *priv;		   /* builder's private data (arena), freed with it */
+	tg_router_t *router;  /* lookup structure */
+	uint32_t n_ingresses; /* Ingresses routed (owned and valid) */
+	tg_tls_store_t *tls;  /* certificates by SNI (one reference, released with
+			       * the snapshot); NULL: HTTPS connections are refused */
+	void *priv;	      /* builder's private data (arena), freed with it */
 } tg_snapshot_t;
 
 /*

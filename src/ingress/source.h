@@ -12,13 +12,13 @@
 #include <stdbool.h>
 
 typedef struct tg_source_config {
-	const char *manifests_dir;	     /* --manifests DIR (NULL when not used) */
-	const char *kubeconfig;		     /* --kubeconfig FILE (NULL when not used) */
-	bool in_cluster;		     /* --in-cluster */
-	const char *ingress_class;	     /* --ingress-class [tidegate] */
-	const char *controller_class;	     /* --controller-class [tidegate.io/ingress-controller] */
-	bool watch_ingress_without_class;    /* --watch-ingress-without-class [false] */
-	const char *configmap;		     /* --configmap NS/NAME [tidegate-system/tidegate] */
+	const char *manifests_dir;	  /* --manifests DIR (NULL when not used) */
+	const char *kubeconfig;		  /* --kubeconfig FILE (NULL when not used) */
+	bool in_cluster;		  /* --in-cluster */
+	const char *ingress_class;	  /* --ingress-class [tidegate] */
+	const char *controller_class;	  /* --controller-class [tidegate.io/ingress-controller] */
+	bool watch_ingress_without_class; /* --watch-ingress-without-class [false] */
+	const char *configmap;		  /* --configmap NS/NAME [tidegate-system/tidegate] */
 	const char *publish_status_address;  /* --publish-status-address (NULL: none) */
 	const char *default_ssl_certificate; /* --default-ssl-certificate NS/NAME (NULL) */
 } tg_source_config_t;

@@ -41,18 +41,18 @@ typedef struct secret_state {
 } secret_state_t;
 
 struct tg_tls_build {
-	tg_strmap_t secrets;		     /* key -> secret_state_t */
-	tg_tls_store_t *prev;		     /* store of the last build (one reference) */
-	tg_tls_store_builder_t *b;	     /* builder of the running build, or NULL */
-	uint64_t builds;		     /* build counter */
-	uint8_t cur_verify;		     /* last Ingress: its tg_tls_verify_t (OFF: none) */
+	tg_strmap_t secrets;		      /* key -> secret_state_t */
+	tg_tls_store_t *prev;		      /* store of the last build (one reference) */
+	tg_tls_store_builder_t *b;	      /* builder of the running build, or NULL */
+	uint64_t builds;		      /* build counter */
+	uint8_t cur_verify;		      /* last Ingress: its tg_tls_verify_t (OFF: none) */
 	const tg_tls_client_auth_t *cur_auth; /* last Ingress: its policy, or NULL */
-	bool key_installed;		     /* ssl-session-ticket-key installed by us */
-	uint8_t key[80];		     /* the installed key */
-	char opts_err[TG_TLS_ERR_MAX];	     /* last option error logged (no repeats) */
+	bool key_installed;		      /* ssl-session-ticket-key installed by us */
+	uint8_t key[80];		      /* the installed key */
+	char opts_err[TG_TLS_ERR_MAX];	      /* last option error logged (no repeats) */
 };
 
-static char *default_cert_name;	    /* --default-ssl-certificate (read-only once set) */
+static char *default_cert_name;	   /* --default-ssl-certificate (read-only once set) */
 static _Atomic bool ticket_pinned; /* ssl-session-ticket-key in force */
 
 void tg_tls_build_set_default_certificate(const char *ns_name)
@@ -155,7 +155,8 @@ int tg_tls_build_begin(tg_tls_build_t *tb, const tg_store_t *st, const tg_settin
 		/* Each key was checked alone when the ConfigMap was read; only a
 		 * combination can fail here. Logged once per distinct reason. */
 		if (strcmp(err, tb->opts_err) != 0) {
-			tg_warn("tls", "ConfigMap TLS settings rejected: %s; using the defaults", err);
+			tg_warn("tls", "ConfigMap TLS settings rejected: %s; using the defaults",
+				err);
 			snprintf(tb->opts_err, sizeof(tb->opts_err), "%s", err);
 		}
 		tb->b = tg_tls_store_builder_new(NULL, tb->prev, err, sizeof(err));
@@ -262,7 +263,8 @@ static const tg_object_t *find_secret(const tg_store_t *st, const char *ns_name)
  * version is judged once; a bad one leaves its last good PEM in force.
  */
 static int add_cert_secret(tg_tls_build_t *tb, const tg_store_t *st, const char *ns_name,
-			   const char *const *hosts, size_t n_hosts, bool is_default, const char *who)
+			   const char *const *hosts, size_t n_hosts, bool is_default,
+			   const char *who)
 {
 	secret_state_t *ss = state_get(tb, USE_CERT, ns_name);
 	if (!ss)
@@ -273,8 +275,8 @@ static int add_cert_secret(tg_tls_build_t *tb, const tg_store_t *st, const char 
 	if (!o) {
 		if (ss->seq != 0 || !ss->judged)
 			tg_warn("tls",
-				"%s: TLS Secret %s not found; %s get the default certificate",
-				who, ns_name, is_default ? "unknown hosts" : "its hosts");
+				"%s: TLS Secret %s not found; %s get the default certificate", who,
+				ns_name, is_default ? "unknown hosts" : "its hosts");
 		ss->seq = 0;
 		ss->judged = true;
 		free(ss->pem);
@@ -295,8 +297,8 @@ static int add_cert_secret(tg_tls_build_t *tb, const tg_store_t *st, const char 
 				    "no tls.crt and tls.key (not a kubernetes.io/tls Secret)");
 		else
 			rc = tg_tls_cert_validate((const char *)sec->tls_crt, sec->tls_crt_len,
-						  (const char *)sec->tls_key, sec->tls_key_len,
-						  err, sizeof(err));
+						  (const char *)sec->tls_key, sec->tls_key_len, err,
+						  sizeof(err));
 		if (rc == 0) {
 			if (remember(ss, sec->tls_crt, sec->tls_crt_len, sec->tls_key,
 				     sec->tls_key_len) < 0)
@@ -309,12 +311,11 @@ static int add_cert_secret(tg_tls_build_t *tb, const tg_store_t *st, const char 
 	}
 	if (!ss->pem)
 		return 0;
-	int rc = is_default ? tg_tls_store_set_default_cert(tb->b, ns_name, ss->pem, ss->pem_len,
-							    ss->key_pem, ss->key_pem_len, err,
-							    sizeof(err))
-			    : tg_tls_store_add_cert(tb->b, ns_name, ss->pem, ss->pem_len,
-						    ss->key_pem, ss->key_pem_len, hosts, n_hosts,
-						    err, sizeof(err));
+	int rc = is_default
+		     ? tg_tls_store_set_default_cert(tb->b, ns_name, ss->pem, ss->pem_len,
+						     ss->key_pem, ss->key_pem_len, err, sizeof(err))
+		     : tg_tls_store_add_cert(tb->b, ns_name, ss->pem, ss->pem_len, ss->key_pem,
+					     ss->key_pem_len, hosts, n_hosts, err, sizeof(err));
 	if (rc == -ENOMEM)
 		return rc;
 	if (rc < 0)
@@ -367,9 +368,10 @@ static int add_client_auth(tg_tls_build_t *tb, const tg_store_t *st, const tg_ob
 	char err[TG_TLS_ERR_MAX];
 	if (!o) {
 		if (warn || ss->seq != 0 || !ss->judged)
-			tg_warn("tls",
-				"Ingress %s/%s: auth-tls-secret %s not found; its routes answer 503",
-				ingo->ns, ingo->name, ns_name);
+			tg_warn(
+			    "tls",
+			    "Ingress %s/%s: auth-tls-secret %s not found; its routes answer 503",
+			    ingo->ns, ingo->name, ns_name);
 		ss->seq = 0;
 		ss->judged = true;
 		free(ss->pem);
@@ -383,10 +385,11 @@ static int add_client_auth(tg_tls_build_t *tb, const tg_store_t *st, const tg_ob
 		tg_tls_client_auth_config_t probe = cfg;
 		probe.ca_pem = (const char *)sec->ca_crt;
 		probe.ca_len = sec->ca_crt_len;
-		int rc = sec->ca_crt ? tg_tls_client_auth_validate(&probe, err, sizeof(err))
-				     : reason(err, sizeof(err),
-					      "no ca.crt (auth-tls-secret needs the CA certificates "
-					      "under ca.crt)");
+		int rc = sec->ca_crt
+			     ? tg_tls_client_auth_validate(&probe, err, sizeof(err))
+			     : reason(err, sizeof(err),
+				      "no ca.crt (auth-tls-secret needs the CA certificates "
+				      "under ca.crt)");
 		if (rc == 0) {
 			if (remember(ss, sec->ca_crt, sec->ca_crt_len, NULL, 0) < 0)
 				return -ENOMEM;
@@ -407,12 +410,13 @@ static int add_client_auth(tg_tls_build_t *tb, const tg_store_t *st, const tg_ob
 		if (ing->rules[i].host[0])
 			hosts[nh++] = ing->rules[i].host;
 	if (nh == 0 && warn)
-		tg_warn("tls",
-			"Ingress %s/%s: auth-tls-secret needs rules with a host (the certificate is "
-			"requested by SNI); requests to it answer 421",
-			ingo->ns, ingo->name);
-	tb->cur_auth = tg_tls_store_add_client_auth(tb->b, ns_name, hosts, nh, &cfg, err,
-						    sizeof(err));
+		tg_warn(
+		    "tls",
+		    "Ingress %s/%s: auth-tls-secret needs rules with a host (the certificate is "
+		    "requested by SNI); requests to it answer 421",
+		    ingo->ns, ingo->name);
+	tb->cur_auth =
+	    tg_tls_store_add_client_auth(tb->b, ns_name, hosts, nh, &cfg, err, sizeof(err));
 	if (!tb->cur_auth)
 		tg_warn("tls", "Ingress %s/%s: %s; its routes answer 503", ingo->ns, ingo->name,
 			err);
@@ -472,8 +476,8 @@ tg_tls_store_t *tg_tls_build_finish(tg_tls_build_t *tb)
 	do {
 		n = 0;
 		for (size_t i = 0; i < tb->secrets.cap && n < TG_ARRAY_SIZE(gone); i++) {
-			secret_state_t *ss = tb->secrets.slots[i].key ? tb->secrets.slots[i].value
-								      : NULL;
+			secret_state_t *ss =
+			    tb->secrets.slots[i].key ? tb->secrets.slots[i].value : NULL;
 			if (ss && ss->used_build != tb->builds)
 				gone[n++] = ss;
 		}

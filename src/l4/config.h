@@ -16,14 +16,14 @@
 #include <stddef.h>
 #include <stdint.h>
 
-#define TG_L4_ZONE_MAX	   32	/* zone name bytes, NUL included */
-#define TG_L4_IFNAME_MAX   16	/* IFNAMSIZ */
-#define TG_L4_PATH_MAX	   256	/* health-check path bytes, NUL included */
-#define TG_L4_LISTEN_MAX   64	/* admin-listen text, NUL included */
-#define TG_L4_ERR_MAX	   512	/* room callers give error messages */
-#define TG_L4_MAX_VIPS	   64	/* VIPs per configuration */
-#define TG_L4_MAX_REALS	   1024 /* reals per VIP */
-#define TG_L4_WEIGHT_MAX   65535 /* largest real weight */
+#define TG_L4_ZONE_MAX	   32	  /* zone name bytes, NUL included */
+#define TG_L4_IFNAME_MAX   16	  /* IFNAMSIZ */
+#define TG_L4_PATH_MAX	   256	  /* health-check path bytes, NUL included */
+#define TG_L4_LISTEN_MAX   64	  /* admin-listen text, NUL included */
+#define TG_L4_ERR_MAX	   512	  /* room callers give error messages */
+#define TG_L4_MAX_VIPS	   64	  /* VIPs per configuration */
+#define TG_L4_MAX_REALS	   1024	  /* reals per VIP */
+#define TG_L4_WEIGHT_MAX   65535  /* largest real weight */
 #define TG_L4_RING_DEFAULT 65537u /* Maglev table size (the paper's) */
 
 /* An IPv4 or IPv6 address. IPv4 is stored IPv4-mapped (::ffff:a.b.c.d) so

@@ -401,16 +401,17 @@ static int local_response(tg_cconn_t *c, int status)
 	const char *detail = c->local_detail;
 	c->local_detail = NULL;
 	char body[320];
-	int blen = detail ? snprintf(body, sizeof(body),
-				     "<html>\r\n<head><title>%d %s</title></head>\r\n<body>\r\n"
-				     "<center><h1>%d %s</h1></center>\r\n<center>%s</center>\r\n"
-				     "<hr><center>tidegate</center>\r\n</body>\r\n</html>\r\n",
-				     status, detail, status, reason, detail)
-			  : snprintf(body, sizeof(body),
-				     "<html>\r\n<head><title>%d %s</title></head>\r\n<body>\r\n"
-				     "<center><h1>%d %s</h1></center>\r\n<hr><center>tidegate</center>\r\n"
-				     "</body>\r\n</html>\r\n",
-				     status, reason, status, reason);
+	int blen =
+	    detail ? snprintf(body, sizeof(body),
+			      "<html>\r\n<head><title>%d %s</title></head>\r\n<body>\r\n"
+			      "<center><h1>%d %s</h1></center>\r\n<center>%s</center>\r\n"
+			      "<hr><center>tidegate</center>\r\n</body>\r\n</html>\r\n",
+			      status, detail, status, reason, detail)
+		   : snprintf(body, sizeof(body),
+			      "<html>\r\n<head><title>%d %s</title></head>\r\n<body>\r\n"
+			      "<center><h1>%d %s</h1></center>\r\n<hr><center>tidegate</center>\r\n"
+			      "</body>\r\n</html>\r\n",
+			      status, reason, status, reason);
 	char date[29];
 	tg_http_date(date);
 	bool head_only = c->head_len && c->req.method_id == TG_METHOD_HEAD;
@@ -1358,8 +1359,7 @@ static int start_tunnel(tg_cconn_t *c)
  * an error. Sets *eof when src ended and everything was written (dst then
  * gets a FIN). */
 static int relay(tg_tls_conn_t *stls, int sfd, uint8_t *srd, uint8_t srdhup, tg_buf_t *b,
-		 tg_tls_conn_t *dtls, int dfd, uint8_t *dwr,
-		 uint8_t *eof)
+		 tg_tls_conn_t *dtls, int dfd, uint8_t *dwr, uint8_t *eof)
 {
 	int progress = 0;
 	for (;;) {

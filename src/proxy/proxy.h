@@ -17,17 +17,17 @@
 #include <stdint.h>
 
 typedef struct tg_proxy_config {
-	const char *http_listen; /* "0.0.0.0:80", "[::]:8080", "127.0.0.1:0" */
-	int workers;		 /* worker threads (>= 1) */
-	int access_log_fd;	 /* where access log lines go (stdout) */
-	const int *inherit_fds;	 /* listening sockets handed over by the previous
-				  * process (SIGUSR2), used instead of binding; the
-				  * proxy owns them from tg_proxy_start on */
-	int n_inherit;		 /* entries in inherit_fds */
+	const char *http_listen;    /* "0.0.0.0:80", "[::]:8080", "127.0.0.1:0" */
+	int workers;		    /* worker threads (>= 1) */
+	int access_log_fd;	    /* where access log lines go (stdout) */
+	const int *inherit_fds;	    /* listening sockets handed over by the previous
+				     * process (SIGUSR2), used instead of binding; the
+				     * proxy owns them from tg_proxy_start on */
+	int n_inherit;		    /* entries in inherit_fds */
 	const int *inherit_tls_fds; /* the same for HTTPS listeners (used instead of
 				     * binding https_listen) */
 	int n_inherit_tls;	    /* entries in inherit_tls_fds */
-	const char *https_listen; /* "0.0.0.0:443"; NULL or "": no HTTPS listener */
+	const char *https_listen;   /* "0.0.0.0:443"; NULL or "": no HTTPS listener */
 } tg_proxy_config_t;
 
 typedef struct tg_proxy tg_proxy_t;

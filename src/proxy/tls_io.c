@@ -64,8 +64,9 @@ int tg_cio_listen(tg_worker_t *workers, int n, const char *addr, int *port)
 			struct sockaddr_storage b;
 			socklen_t bl = sizeof(b);
 			getsockname(fd, (struct sockaddr *)&b, &bl);
-			in_port_t p = b.ss_family == AF_INET6 ? ((struct sockaddr_in6 *)&b)->sin6_port
-							      : ((struct sockaddr_in *)&b)->sin_port;
+			in_port_t p = b.ss_family == AF_INET6
+					  ? ((struct sockaddr_in6 *)&b)->sin6_port
+					  : ((struct sockaddr_in *)&b)->sin_port;
 			if (ss.ss_family == AF_INET6)
 				((struct sockaddr_in6 *)&ss)->sin6_port = p;
 			else
@@ -145,8 +146,7 @@ static void warn_header(tg_worker_t *w, const char *ip, const char *why)
 	if (last && w->loop.now_ms - last < 10000)
 		return;
 	last = w->loop.now_ms;
-	tg_warn("proxy", "PROXY protocol header from %s rejected: %s (connection closed)", ip,
-		why);
+	tg_warn("proxy", "PROXY protocol header from %s rejected: %s (connection closed)", ip, why);
 }
 
 static void apply_proxy_header(tg_cconn_t *c, const tg_proxy_hdr_t *h)
@@ -192,7 +192,8 @@ static int step_proxy_header(tg_cconn_t *c)
 				apply_proxy_header(c, &h);
 				size_t left = (size_t)(b->last - b->start) - (size_t)r;
 				if (c->tls) {
-					if (tg_tls_conn_set_prefix(c->tls, b->start + r, left) < 0) {
+					if (tg_tls_conn_set_prefix(c->tls, b->start + r, left) <
+					    0) {
 						tg_client_close(c);
 						return 0;
 					}

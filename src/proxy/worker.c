@@ -226,8 +226,8 @@ static bool adoptable(int fd, const struct sockaddr_storage *want, const char *w
 		char text[TG_ADDR_TEXT_MAX];
 		tg_addr_format((struct sockaddr *)&got, text, sizeof(text));
 		tg_warn("proxy",
-			"inherited listening socket %s does not match --http-listen %s: not used", text,
-			want_text);
+			"inherited listening socket %s does not match --http-listen %s: not used",
+			text, want_text);
 		return false;
 	}
 	/* Non-blocking is a property of the shared open file (set by whoever
@@ -264,9 +264,9 @@ static int adopt_tls(tg_proxy_t *p, const tg_proxy_config_t *cfg)
 			struct sockaddr_storage b;
 			socklen_t bl = sizeof(b);
 			getsockname(fd, (struct sockaddr *)&b, &bl);
-			p->https_port = ntohs(b.ss_family == AF_INET6
-						  ? ((struct sockaddr_in6 *)&b)->sin6_port
-						  : ((struct sockaddr_in *)&b)->sin_port);
+			p->https_port =
+			    ntohs(b.ss_family == AF_INET6 ? ((struct sockaddr_in6 *)&b)->sin6_port
+							  : ((struct sockaddr_in *)&b)->sin_port);
 		}
 	}
 	if (e < 0)
@@ -453,8 +453,9 @@ int tg_proxy_start(const tg_proxy_config_t *cfg, tg_proxy_t **out)
 		inh[j] = -1;
 	}
 	if (ninh)
-		tg_info("proxy", "adopted %d listening socket%s on port %d from the previous process",
-			ninh, ninh == 1 ? "" : "s", p->port);
+		tg_info("proxy",
+			"adopted %d listening socket%s on port %d from the previous process", ninh,
+			ninh == 1 ? "" : "s", p->port);
 	for (int i = 0; i < ninh; i++)
 		if (inh[i] >= 0)
 			close(inh[i]);

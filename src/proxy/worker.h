@@ -44,11 +44,11 @@ typedef struct tg_proxy tg_proxy_t;
  * Every socket of the SO_REUSEPORT group must keep being accepted from, or the
  * connections the kernel queues on it would wait forever. */
 typedef struct tg_lsock {
-	tg_io_t io;		/* listening fd + handler (first: container_of) */
-	tg_worker_t *w;		/* the worker accepting on it */
-	struct tg_lsock *next;	/* the worker's list */
-	bool tls;		/* an HTTPS listener (tls_io.c): connections start with a
-				 * TLS handshake */
+	tg_io_t io;	       /* listening fd + handler (first: container_of) */
+	tg_worker_t *w;	       /* the worker accepting on it */
+	struct tg_lsock *next; /* the worker's list */
+	bool tls;	       /* an HTTPS listener (tls_io.c): connections start with a
+				* TLS handshake */
 } tg_lsock_t;
 
 /* A snapshot this worker holds: the current one and older ones that requests
@@ -103,12 +103,12 @@ struct tg_uconn {
 
 /* Client connection phases. */
 enum {
-	CP_IDLE,   /* keep-alive: waiting for the first byte of a request */
-	CP_HEAD,   /* reading a request head */
-	CP_PROXY,  /* exchanging with an upstream */
-	CP_LOCAL,  /* writing a response tidegate made (error, redirect) */
-	CP_TUNNEL, /* after 101: bytes both ways */
-	CP_LINGER, /* final response sent, discarding input before close */
+	CP_IDLE,      /* keep-alive: waiting for the first byte of a request */
+	CP_HEAD,      /* reading a request head */
+	CP_PROXY,     /* exchanging with an upstream */
+	CP_LOCAL,     /* writing a response tidegate made (error, redirect) */
+	CP_TUNNEL,    /* after 101: bytes both ways */
+	CP_LINGER,    /* final response sent, discarding input before close */
 	CP_PREFACE,   /* reading the PROXY protocol header (use-proxy-protocol) */
 	CP_HANDSHAKE, /* TLS handshake (HTTPS listener) */
 };
@@ -134,20 +134,20 @@ struct tg_cconn {
 	uint64_t head_start_ms;	 /* first byte of the current head (header timeout) */
 	uint32_t nreq;		 /* requests started on this connection */
 	/* --- TLS, PROXY protocol, forwarded headers (tls_io.c) --- */
-	tg_tls_conn_t *tls;	     /* TLS state on the HTTPS listener, else NULL */
-	uint8_t tls_shut;	     /* close_notify queued, SHUT_WR waits for its flush */
-	uint8_t peer_family;	     /* client address (after PROXY): AF_INET/AF_INET6 */
-	uint8_t peer_addr[16];	     /* its bytes, network order */
-	uint8_t trusted;	     /* this request's X-Forwarded-* are honoured */
-	uint8_t xiplen;		     /* bytes of xip (0: the client address is ip) */
-	char xip[46];		     /* client address taken from X-Forwarded-For */
-	const char *local_detail;    /* next local response: nginx-style detail line */
-	tg_str_t local_location;     /* next local response: its Location value (redirect
-				      * annotations; len 0: none, or ssl-redirect's) */
-	tg_buf_t *xbuf;		     /* annotations' per-request text (rewritten target,
-				      * redirect Location), from the buffer pool; NULL
-				      * when unused */
-	tg_sbuf_t tlsh;		     /* ssl-client-* header lines for this request */
+	tg_tls_conn_t *tls;	  /* TLS state on the HTTPS listener, else NULL */
+	uint8_t tls_shut;	  /* close_notify queued, SHUT_WR waits for its flush */
+	uint8_t peer_family;	  /* client address (after PROXY): AF_INET/AF_INET6 */
+	uint8_t peer_addr[16];	  /* its bytes, network order */
+	uint8_t trusted;	  /* this request's X-Forwarded-* are honoured */
+	uint8_t xiplen;		  /* bytes of xip (0: the client address is ip) */
+	char xip[46];		  /* client address taken from X-Forwarded-For */
+	const char *local_detail; /* next local response: nginx-style detail line */
+	tg_str_t local_location;  /* next local response: its Location value (redirect
+				   * annotations; len 0: none, or ssl-redirect's) */
+	tg_buf_t *xbuf;		  /* annotations' per-request text (rewritten target,
+				   * redirect Location), from the buffer pool; NULL
+				   * when unused */
+	tg_sbuf_t tlsh;		  /* ssl-client-* header lines for this request */
 
 	/* --- the current exchange --- */
 	tg_snapref_t *sref;	     /* snapshot the request routes on (a user of it) */
@@ -261,8 +261,9 @@ struct tg_worker {
 #define CMD_DRAIN   1 /* first SIGTERM: close connections after their response */
 #define CMD_ABORT   2 /* leave now, closing everything */
 #define CMD_UNLISTN 4 /* accept what is queued, then close the listeners */
-#define CMD_HANDOFF 8 /* close the listeners without accepting: another process
-		       * holds the same sockets and accepts their queue */
+#define CMD_HANDOFF                                                                                \
+	8 /* close the listeners without accepting: another process                                \
+	   * holds the same sockets and accepts their queue */
 
 /* client.c */
 /* Accepts every pending connection on the worker's listener. */

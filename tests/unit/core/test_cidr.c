@@ -58,8 +58,15 @@ static void test_rejects(void **state)
 {
 	(void)state;
 	tg_cidr_t l[2];
-	const char *bad[] = {"", "10.0.0.0/33", "fd00::/129", "10.0.0/8", "10.0.0.0/", "x",
-			     "10.0.0.0/8,", "1.2.3.4/-1", "1.2.3.4, 5.6.7.8, 9.9.9.9"};
+	const char *bad[] = {"",
+			     "10.0.0.0/33",
+			     "fd00::/129",
+			     "10.0.0/8",
+			     "10.0.0.0/",
+			     "x",
+			     "10.0.0.0/8,",
+			     "1.2.3.4/-1",
+			     "1.2.3.4, 5.6.7.8, 9.9.9.9"};
 	for (size_t i = 0; i < sizeof(bad) / sizeof(bad[0]); i++) {
 		const char *where = NULL;
 		assert_int_equal(tg_cidr_parse_list(bad[i], strlen(bad[i]), l, 2, &where), -EINVAL);

@@ -26,7 +26,8 @@ static tcert_t ca, a_cert, b_cert, other;
 
 static char *b64(const char *p, size_t n)
 {
-	static const char tab[] = "ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789+/";
+	static const char tab[] =
+	    "ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789+/";
 	char *o = calloc(1, (n + 2) / 3 * 4 + 1), *q = o;
 	for (size_t i = 0; i < n; i += 3) {
 		uint32_t v = (uint32_t)(unsigned char)p[i] << 16;
@@ -69,18 +70,18 @@ static int ingress(const char *name, const char *host, const char *tls_secret,
 {
 	char tls[256] = "";
 	if (tls_secret)
-		snprintf(tls, sizeof(tls), "  tls:\n  - hosts: [\"%s\"]\n    secretName: %s\n", host,
-			 tls_secret);
+		snprintf(tls, sizeof(tls), "  tls:\n  - hosts: [\"%s\"]\n    secretName: %s\n",
+			 host, tls_secret);
 	char y[2048];
-	snprintf(y, sizeof(y),
-		 INGFX_CLASS "apiVersion: networking.k8s.io/v1\nkind: Ingress\nmetadata:\n"
-			     "  name: %s\n  namespace: default\n%s%s"
-			     "spec:\n  ingressClassName: tidegate\n%s"
-			     "  rules:\n  - host: \"%s\"\n    http:\n      paths:\n"
-			     "      - {path: /, pathType: Prefix, backend: {service: {name: a, port: "
-			     "{number: 80}}}}\n",
-		 name, annotations ? "  annotations:\n" : "", annotations ? annotations : "", tls,
-		 host);
+	snprintf(
+	    y, sizeof(y),
+	    INGFX_CLASS "apiVersion: networking.k8s.io/v1\nkind: Ingress\nmetadata:\n"
+			"  name: %s\n  namespace: default\n%s%s"
+			"spec:\n  ingressClassName: tidegate\n%s"
+			"  rules:\n  - host: \"%s\"\n    http:\n      paths:\n"
+			"      - {path: /, pathType: Prefix, backend: {service: {name: a, port: "
+			"{number: 80}}}}\n",
+	    name, annotations ? "  annotations:\n" : "", annotations ? annotations : "", tls, host);
 	return ingfx_apply(st, y);
 }
 
@@ -176,11 +177,12 @@ static void test_client_auth_in_routes(void **state)
 {
 	(void)state;
 	secret("ca", NULL, 0, NULL, 0, ca.cert_pem);
-	assert_int_equal(ingress("a", "a.test", NULL,
-				 "    nginx.ingress.kubernetes.io/auth-tls-secret: default/ca\n"
-				 "    nginx.ingress.kubernetes.io/auth-tls-verify-client: optional\n"
-				 "    nginx.ingress.kubernetes.io/auth-tls-verify-depth: \"2\"\n"),
-			 0);
+	assert_int_equal(
+	    ingress("a", "a.test", NULL,
+		    "    nginx.ingress.kubernetes.io/auth-tls-secret: default/ca\n"
+		    "    nginx.ingress.kubernetes.io/auth-tls-verify-client: optional\n"
+		    "    nginx.ingress.kubernetes.io/auth-tls-verify-depth: \"2\"\n"),
+	    0);
 	assert_int_equal(ingress("m", "m.test", NULL,
 				 "    nginx.ingress.kubernetes.io/auth-tls-secret: missing\n"),
 			 0);
@@ -194,7 +196,8 @@ static void test_client_auth_in_routes(void **state)
 	assert_null(r->opts.client_auth);
 	assert_int_equal(r->opts.client_auth_verify, TG_TLS_VERIFY_ON);
 	/* A CA Secret turning bad keeps its last good CA. */
-	secret("ca", NULL, 0, NULL, 0, "-----BEGIN CERTIFICATE-----\nbad\n-----END CERTIFICATE-----\n");
+	secret("ca", NULL, 0, NULL, 0,
+	       "-----BEGIN CERTIFICATE-----\nbad\n-----END CERTIFICATE-----\n");
 	build();
 	assert_non_null(ingfx_find(snap, "a.test", "/")->opts.client_auth);
 }
@@ -267,9 +270,10 @@ static void test_options_reach_the_store(void **state)
 	(void)state;
 	secret("a-tls", a_cert.cert_pem, a_cert.cert_len, a_cert.key_pem, a_cert.key_len, NULL);
 	assert_int_equal(ingress("a", "a.test", "a-tls", NULL), 0);
-	assert_int_equal(ingfx_apply(st, "apiVersion: v1\nkind: ConfigMap\nmetadata: {name: tidegate, "
-					 "namespace: tidegate-system}\ndata:\n  ssl-protocols: "
-					 "TLSv1.3\n"),
+	assert_int_equal(ingfx_apply(st,
+				     "apiVersion: v1\nkind: ConfigMap\nmetadata: {name: tidegate, "
+				     "namespace: tidegate-system}\ndata:\n  ssl-protocols: "
+				     "TLSv1.3\n"),
 			 0);
 	build();
 	/* A TLS 1.2-only client cannot connect any more. */
@@ -295,9 +299,12 @@ int main(void)
 	other = tcert_make(&(tcert_opts_t){.cn = "other"});
 #define T(f) cmocka_unit_test_setup_teardown(f, setup, teardown)
 	const struct CMUnitTest tests[] = {
-	    T(test_certificates_by_sni),     T(test_bad_secret_keeps_last_good),
-	    T(test_default_certificate_secret), T(test_client_auth_in_routes),
-	    T(test_bad_auth_annotations_reject_the_ingress), T(test_tls_settings_keys),
+	    T(test_certificates_by_sni),
+	    T(test_bad_secret_keeps_last_good),
+	    T(test_default_certificate_secret),
+	    T(test_client_auth_in_routes),
+	    T(test_bad_auth_annotations_reject_the_ingress),
+	    T(test_tls_settings_keys),
 	    T(test_options_reach_the_store),
 	};
 	int rc = cmocka_run_group_tests(tests, NULL, NULL);

@@ -42,7 +42,8 @@ static void test_client_cert_lines_replace_forged_ones(void **state)
 	(void)state;
 	const char *raw = "GET / HTTP/1.1\r\nHost: h\r\nssl-client-verify: SUCCESS\r\n"
 			  "SSL-Client-Subject-DN: CN=mallory\r\nssl-clientish: kept\r\n\r\n";
-	static const char lines[] = "ssl-client-verify: SUCCESS\r\nssl-client-subject-dn: CN=alice\r\n";
+	static const char lines[] =
+	    "ssl-client-verify: SUCCESS\r\nssl-client-subject-dn: CN=alice\r\n";
 	tg_fwd_info_t fi = {
 	    .client_ip = {"10.1.2.3", 8},
 	    .server_port = {"443", 3},
@@ -50,11 +51,12 @@ static void test_client_cert_lines_replace_forged_ones(void **state)
 	    .extra = {lines, sizeof(lines) - 1},
 	};
 	build(raw, &fi);
-	assert_string_equal(out, "GET / HTTP/1.1\r\nHost: h\r\nssl-clientish: kept\r\n"
-				 "X-Real-IP: 10.1.2.3\r\nX-Forwarded-For: 10.1.2.3\r\n"
-				 "X-Forwarded-Host: h\r\nX-Forwarded-Port: 443\r\n"
-				 "X-Forwarded-Proto: https\r\n"
-				 "ssl-client-verify: SUCCESS\r\nssl-client-subject-dn: CN=alice\r\n\r\n");
+	assert_string_equal(
+	    out, "GET / HTTP/1.1\r\nHost: h\r\nssl-clientish: kept\r\n"
+		 "X-Real-IP: 10.1.2.3\r\nX-Forwarded-For: 10.1.2.3\r\n"
+		 "X-Forwarded-Host: h\r\nX-Forwarded-Port: 443\r\n"
+		 "X-Forwarded-Proto: https\r\n"
+		 "ssl-client-verify: SUCCESS\r\nssl-client-subject-dn: CN=alice\r\n\r\n");
 	/* Without a policy, forged fields are dropped all the same. */
 	fi.extra = (tg_str_t){NULL, 0};
 	build(raw, &fi);
