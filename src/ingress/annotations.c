@@ -437,11 +437,17 @@ int tg_annotations_parse(const tg_kv_t *ann, uint32_t n, tg_arena_t *a,
 					known = true;
 			const char *want = known ? check_auth_tls(name, v, vl) : NULL;
 			if (want) {
-				snprintf(why, whylen, "annotation %s: bad value \"%.*s\"%s", key,
-					 (int)TG_MIN(vl, 64), v, want);
-				if (bad_index)
-					*bad_index = i;
-				return -EINVAL;
+				/* Keeping the last good version here could keep serving
+				 * without the client-certificate check the new version asks
+				 * for: refuse instead, like the other security annotations. */
+				if (refuse(out, a,
+					   "annotation %s: bad value \"%.*s\"%s: refusing to serve "
+					   "this Ingress without the protection it asks for",
+					   key, (int)TG_MIN(vl, 64), v, want)) {
+					snprintf(why, whylen, "out of memory");
+					return -EINVAL;
+				}
+				continue;
 			}
 			if (known) {
 				tg_kv_t *r = &out->raw[out->n_raw++];

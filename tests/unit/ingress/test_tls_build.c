@@ -214,8 +214,22 @@ static void test_bad_auth_annotations_reject_the_ingress(void **state)
 	    "    nginx.ingress.kubernetes.io/auth-tls-pass-certificate-to-upstream: maybe\n",
 	    "    nginx.ingress.kubernetes.io/auth-tls-secret: a/b/c\n",
 	};
-	for (size_t i = 0; i < TG_ARRAY_SIZE(bad); i++)
-		assert_int_equal(ingress("x", "x.test", NULL, bad[i]), 1);
+	/* A bad auth-tls-* value does not keep an older, unprotected version in
+	 * force: the Ingress is stored but refused, and its paths answer 503. */
+	for (size_t i = 0; i < TG_ARRAY_SIZE(bad); i++) {
+		assert_int_equal(ingress("x", "x.test", NULL, NULL), 0);
+		build();
+		const tg_route_t *r = tg_snapshot_route(snap, TG_STR("x.test"), TG_STR("/"));
+		assert_non_null(r);
+		assert_true(!r->opts.extra || !r->opts.extra->denied);
+		assert_int_equal(ingress("x", "x.test", NULL, bad[i]), 0);
+		build();
+		r = tg_snapshot_route(snap, TG_STR("x.test"), TG_STR("/"));
+		assert_non_null(r);
+		assert_non_null(r->opts.extra);
+		assert_non_null(r->opts.extra->denied);
+		assert_non_null(strstr(r->opts.extra->denied, "refusing to serve"));
+	}
 	assert_int_equal(ingress("x", "x.test", NULL,
 				 "    nginx.ingress.kubernetes.io/auth-tls-verify-client: "
 				 "optional_no_ca\n"
