@@ -3,6 +3,7 @@ first signal, idle keep-alive connections closed with a FIN, grace period,
 listeners closed without resetting queued connections, in-flight requests and
 streams completed, second signal harmless, worker-shutdown-timeout."""
 import os
+import re
 import signal
 import socket
 import threading
@@ -172,7 +173,9 @@ def test_sigquit_stops_at_once(tidegate, backend):
     assert get_status(tg.port) == 200  # ... and the grace period still accepts
     tg.proc.send_signal(signal.SIGQUIT)  # this one does
     assert tg.proc.wait(5 * SLOWDOWN) == 0
-    assert "SIGQUIT: stopping now, closing 1 connections" in tg.stderr()
+    # The slow request's connection, and possibly get_status's if tidegate has
+    # not seen its close yet.
+    assert re.search(r"SIGQUIT: stopping now, closing [12] connections", tg.stderr())
 
 
 def get_status(port):
