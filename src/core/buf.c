@@ -2,6 +2,8 @@
 
 #include <stdlib.h>
 #include <string.h>
+#include <sys/mman.h>
+#include <unistd.h>
 
 void tg_bufpool_init(tg_bufpool_t *p, size_t size, uint32_t max_free)
 {
@@ -10,12 +12,20 @@ void tg_bufpool_init(tg_bufpool_t *p, size_t size, uint32_t max_free)
 	p->max_free = max_free;
 }
 
+static void buf_free(tg_buf_t *b)
+{
+	if (b->map_len)
+		munmap(b, b->map_len);
+	else
+		free(b);
+}
+
 void tg_bufpool_destroy(tg_bufpool_t *p)
 {
 	while (p->free) {
 		tg_buf_t *b = p->free;
 		p->free = b->next;
-		free(b);
+		buf_free(b);
 	}
 	p->nfree = 0;
 }
@@ -29,6 +39,23 @@ tg_buf_t *tg_buf_alloc(size_t size)
 	b->start = b->pos = b->last = (char *)(b + 1);
 	b->end = b->start + size;
 	b->next = NULL;
+	b->map_len = 0;
+	return b;
+}
+
+/* A pool buffer: header and storage in pages of their own. */
+static tg_buf_t *buf_map(size_t size)
+{
+	size_t page = (size_t)sysconf(_SC_PAGESIZE);
+	size_t len = (sizeof(tg_buf_t) + size + page - 1) / page * page;
+	void *m = mmap(NULL, len, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
+	if (m == MAP_FAILED)
+		return NULL;
+	tg_buf_t *b = m;
+	b->start = b->pos = b->last = (char *)(b + 1);
+	b->end = b->start + size;
+	b->next = NULL;
+	b->map_len = len;
 	return b;
 }
 
@@ -41,7 +68,7 @@ tg_buf_t *tg_buf_get(tg_bufpool_t *p)
 		b->pos = b->last = b->start;
 		b->next = NULL;
 	} else {
-		b = tg_buf_alloc(p->size);
+		b = buf_map(p->size);
 		if (!b)
 			return NULL;
 	}
@@ -53,13 +80,13 @@ void tg_buf_put(tg_bufpool_t *p, tg_buf_t *b)
 {
 	if (!b)
 		return;
-	if (tg_buf_size(b) != p->size) {
-		free(b);
+	if (!b->map_len || tg_buf_size(b) != p->size) {
+		buf_free(b);
 		return;
 	}
 	p->live--;
 	if (p->nfree >= p->max_free) {
-		free(b);
+		buf_free(b);
 		return;
 	}
 	b->next = p->free;

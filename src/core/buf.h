@@ -1,6 +1,11 @@
 /*
  * buf.h - I/O buffers and per-worker free lists of them.
  *
+ * Pool buffers are mapped pages of their own (header, then storage): one not
+ * cached when returned is unmapped at once, and a cached one that held a small
+ * message has only its first page resident. After a burst of connections the
+ * memory goes back to the kernel instead of staying in the malloc heap.
+ *
  * Invariant (nginx's): start <= pos <= last <= end. [start, end) is the storage,
  * [pos, last) the bytes not consumed yet, [last, end) free space to read into.
  * A pool is single-threaded: each worker owns its own.
@@ -17,6 +22,8 @@ typedef struct tg_buf {
 	char *last;	     /* one past the last valid byte */
 	char *end;	     /* one past the storage */
 	struct tg_buf *next; /* free-list link while pooled */
+	size_t map_len;	     /* bytes mapped for header + storage (pool buffers),
+			      * 0: malloc'd (tg_buf_alloc) */
 } tg_buf_t;
 
 typedef struct tg_bufpool {

@@ -77,6 +77,52 @@ static void test_pool_reuse_and_bound(void **state)
 	assert_int_equal(p.nfree, 0);
 }
 
+/* Pool buffers are mapped pages of their own; a malloc'd buffer that happens
+ * to have the pool's size must still be freed, not cached (or unmapped). */
+static void test_buf_alloc_of_pool_size_is_not_cached(void **state)
+{
+	(void)state;
+	tg_bufpool_t p;
+	tg_bufpool_init(&p, 16384, 4);
+	tg_buf_t *a = tg_buf_get(&p);
+	assert_non_null(a);
+	memset(a->start, 'x', tg_buf_size(a)); /* the whole storage is usable */
+	tg_buf_t *m = tg_buf_alloc(16384);
+	assert_non_null(m);
+	tg_buf_put(&p, m);
+	assert_int_equal(p.nfree, 0);
+	tg_buf_put(&p, a);
+	assert_int_equal(p.nfree, 1);
+	assert_ptr_equal(tg_buf_get(&p), a);
+	tg_buf_put(&p, a);
+	tg_bufpool_destroy(&p);
+	assert_int_equal(p.nfree, 0);
+}
+
+/* Objects of a page or more (exchanges) come from their own mappings: usable
+ * to the last byte, reused while cached, released beyond max_free. */
+static void test_pool_large_objects(void **state)
+{
+	(void)state;
+	tg_pool_t p;
+	tg_pool_init(&p, 3 * 4096 + 100, 1);
+	char *a = tg_pool_get(&p), *b = tg_pool_get(&p);
+	assert_non_null(a);
+	assert_non_null(b);
+	memset(a, 0x11, 3 * 4096 + 100);
+	memset(b, 0x22, 3 * 4096 + 100);
+	assert_int_equal(a[3 * 4096 + 99], 0x11);
+	assert_int_equal(p.live, 2);
+	tg_pool_put(&p, a);
+	tg_pool_put(&p, b); /* over max_free: unmapped */
+	assert_int_equal(p.nfree, 1);
+	assert_int_equal(p.live, 0);
+	assert_ptr_equal(tg_pool_get(&p), a);
+	tg_pool_put(&p, a);
+	tg_pool_destroy(&p);
+	assert_int_equal(p.nfree, 0);
+}
+
 static void test_ring_all_or_nothing_and_wrap(void **state)
 {
 	(void)state;
@@ -162,6 +208,8 @@ int main(void)
 	const struct CMUnitTest tests[] = {
 	    cmocka_unit_test(test_buf_invariants_and_reuse),
 	    cmocka_unit_test(test_pool_reuse_and_bound),
+	    cmocka_unit_test(test_buf_alloc_of_pool_size_is_not_cached),
+	    cmocka_unit_test(test_pool_large_objects),
 	    cmocka_unit_test(test_ring_all_or_nothing_and_wrap),
 	    cmocka_unit_test(test_ring_two_threads),
 	};
