@@ -20,7 +20,8 @@ int tg_loop_init(tg_loop_t *l, int max_events)
 		l->events = NULL;
 		return e;
 	}
-	l->now_ms = tg_clock_ms();
+	l->now_ns = tg_clock_ns();
+	l->now_ms = l->now_ns / 1000000;
 	l->on_wake = NULL;
 	l->wake_arg = NULL;
 	return 0;
@@ -59,7 +60,8 @@ int tg_loop_poll(tg_loop_t *l, int max_wait_ms)
 	}
 	int n = epoll_wait(l->epfd, l->events, l->max_events, timeout);
 	int err = n < 0 ? errno : 0;
-	l->now_ms = tg_clock_ms();
+	l->now_ns = tg_clock_ns();
+	l->now_ms = l->now_ns / 1000000;
 	if (l->on_wake)
 		l->on_wake(l->wake_arg);
 	for (int i = 0; i < n; i++) {

@@ -28,7 +28,10 @@ struct tg_io {
 typedef struct tg_loop {
 	int epfd;		    /* the epoll instance */
 	tg_timers_t timers;	    /* this loop's timers */
-	uint64_t now_ms;	    /* monotonic ms, refreshed after every wait */
+	uint64_t now_ns;	    /* monotonic ns, refreshed after every wait: the
+				     * time of the whole batch (request timings, as
+				     * nginx's cached time) */
+	uint64_t now_ms;	    /* now_ns in ms */
 	struct epoll_event *events; /* wait buffer */
 	int max_events;		    /* its capacity */
 	void (*on_wake)(void *arg); /* called after each wait, before dispatch (may be NULL) */
