@@ -26,6 +26,7 @@
 #include "http/http.h"
 
 #include <limits.h>
+#include <string.h>
 
 #ifdef __SSE2__
 #include <emmintrin.h>
@@ -193,6 +194,26 @@ static inline const char *scan_target(const char *p, const char *end)
  * maps no other token character onto a letter or '-'. */
 static inline bool name_is(const char *n, const char *lit, size_t len)
 {
+	if (len >= 8) {
+		/* Eight bytes a step, the last step overlapping the one before; no
+		 * byte outside n[0..len) is read. */
+		const uint64_t lower = 0x2020202020202020ull;
+		uint64_t a, b;
+		size_t i = 0;
+		for (; i + 8 <= len; i += 8) {
+			memcpy(&a, n + i, 8);
+			memcpy(&b, lit + i, 8);
+			if ((a | lower) != b)
+				return false;
+		}
+		if (i < len) {
+			memcpy(&a, n + len - 8, 8);
+			memcpy(&b, lit + len - 8, 8);
+			if ((a | lower) != b)
+				return false;
+		}
+		return true;
+	}
 	for (size_t i = 0; i < len; i++)
 		if ((n[i] | 0x20) != lit[i])
 			return false;
