@@ -25,7 +25,7 @@ typedef struct out {
 	char *end; /* one before the buffer's end (room for '\n') */
 } out_t;
 
-static void put(out_t *o, const char *s, size_t n)
+static inline void put(out_t *o, const char *s, size_t n)
 {
 	size_t room = (size_t)(o->end - o->p);
 	if (n > room)
@@ -33,6 +33,9 @@ static void put(out_t *o, const char *s, size_t n)
 	memcpy(o->p, s, n);
 	o->p += n;
 }
+
+/* A literal: its length is known at compile time, so the copy is inlined. */
+#define PUT_LIT(o, lit) put((o), (lit), sizeof(lit) - 1)
 
 static void put_c(out_t *o, const char *s)
 {
@@ -60,91 +63,106 @@ static void put_secs(out_t *o, uint64_t us)
 	put(o, frac, 4);
 }
 
+/* Bytes written as they are inside a quoted field: printable ASCII except
+ * '"' and '\\'. */
+static const uint8_t plain[256] = {
+    [0x20 ... 0x21] = 1,
+    [0x23 ... 0x5b] = 1,
+    [0x5d ... 0x7e] = 1,
+};
+
 static void put_esc(out_t *o, tg_str_t s)
 {
 	static const char hex[] = "0123456789ABCDEF";
 	if (s.len == 0) {
-		put(o, "-", 1);
+		PUT_LIT(o, "-");
 		return;
 	}
-	for (size_t i = 0; i < s.len; i++) {
-		unsigned char c = (unsigned char)s.ptr[i];
-		if (c < 0x20 || c >= 0x7f || c == '"' || c == '\\') {
-			char e[4] = {'\\', 'x', hex[c >> 4], hex[c & 15]};
-			put(o, e, 4);
-		} else {
-			put(o, (const char *)&s.ptr[i], 1);
-		}
+	const char *p = s.ptr, *end = s.ptr + s.len;
+	while (p < end) {
+		/* Runs of plain bytes are copied whole: most fields are one run. */
+		const char *run = p;
+		while (p < end && plain[(uint8_t)*p])
+			p++;
+		put(o, run, (size_t)(p - run));
+		if (p == end)
+			break;
+		unsigned char c = (unsigned char)*p++;
+		char e[4] = {'\\', 'x', hex[c >> 4], hex[c & 15]};
+		put(o, e, 4);
 	}
 }
 
 static void put_opt(out_t *o, const char *s)
 {
-	put_c(o, s && *s ? s : "-");
+	if (s && *s)
+		put_c(o, s);
+	else
+		PUT_LIT(o, "-");
 }
 
 size_t tg_accesslog_format(const tg_logrec_t *r, char *out, size_t cap)
 {
 	out_t o = {out, out + cap - 1};
 	put(&o, r->client_ip.ptr, r->client_ip.len);
-	put_c(&o, " - - [");
+	PUT_LIT(&o, " - - [");
 	put_c(&o, r->time_local);
-	put_c(&o, "] \"");
+	PUT_LIT(&o, "] \"");
 	/* The request line is the one field that can be long: keep it bounded so
 	 * the fields after it survive. */
 	tg_str_t rl = r->request_line;
 	if (rl.len > 2048)
 		rl.len = 2048;
 	put_esc(&o, rl);
-	put_c(&o, "\" ");
+	PUT_LIT(&o, "\" ");
 	put_u(&o, (uint64_t)r->status);
-	put_c(&o, " ");
+	PUT_LIT(&o, " ");
 	put_u(&o, r->body_bytes);
-	put_c(&o, " \"");
+	PUT_LIT(&o, " \"");
 	tg_str_t ref = r->referer, ua = r->user_agent;
 	if (ref.len > 512)
 		ref.len = 512;
 	if (ua.len > 512)
 		ua.len = 512;
 	put_esc(&o, ref);
-	put_c(&o, "\" \"");
+	PUT_LIT(&o, "\" \"");
 	put_esc(&o, ua);
-	put_c(&o, "\" ");
+	PUT_LIT(&o, "\" ");
 	put_u(&o, r->request_length);
-	put_c(&o, " ");
+	PUT_LIT(&o, " ");
 	put_secs(&o, r->request_time_us);
-	put_c(&o, " [");
+	PUT_LIT(&o, " [");
 	if (r->upstream_name)
 		put_c(&o, r->upstream_name);
-	put_c(&o, "] [] ");
+	PUT_LIT(&o, "] [] ");
 	if (r->upstream_addr) {
 		put_c(&o, r->upstream_addr);
-		put_c(&o, " ");
+		PUT_LIT(&o, " ");
 		put_u(&o, r->upstream_length);
-		put_c(&o, " ");
+		PUT_LIT(&o, " ");
 		put_secs(&o, r->upstream_time_us);
-		put_c(&o, " ");
+		PUT_LIT(&o, " ");
 		if (r->upstream_status)
 			put_u(&o, (uint64_t)r->upstream_status);
 		else
-			put_c(&o, "-");
+			PUT_LIT(&o, "-");
 	} else {
-		put_c(&o, "- - - -");
+		PUT_LIT(&o, "- - - -");
 	}
-	put_c(&o, " ");
+	PUT_LIT(&o, " ");
 	tg_str_t id = r->request_id;
 	if (id.len > 128)
 		id.len = 128;
 	put_esc(&o, id);
-	put_c(&o, " ");
+	PUT_LIT(&o, " ");
 	if (r->ingress) {
 		put_opt(&o, r->ns);
-		put_c(&o, "/");
+		PUT_LIT(&o, "/");
 		put_opt(&o, r->ingress);
 	} else {
-		put_c(&o, "-");
+		PUT_LIT(&o, "-");
 	}
-	put_c(&o, " ");
+	PUT_LIT(&o, " ");
 	put_opt(&o, r->service);
 	*o.p++ = '\n';
 	return (size_t)(o.p - out);

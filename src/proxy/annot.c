@@ -26,18 +26,18 @@ static bool put(tg_buf_t *b, const char *p, size_t n)
 
 static tg_buf_t *xbuf(tg_cconn_t *c)
 {
-	if (!c->xbuf)
-		c->xbuf = tg_buf_get(&c->w->bufs);
-	if (c->xbuf)
-		c->xbuf->pos = c->xbuf->last = c->xbuf->start;
-	return c->xbuf;
+	if (!c->x->xbuf)
+		c->x->xbuf = tg_buf_get(&c->w->bufs);
+	if (c->x->xbuf)
+		c->x->xbuf->pos = c->x->xbuf->last = c->x->xbuf->start;
+	return c->x->xbuf;
 }
 
 void tg_annot_release(tg_cconn_t *c)
 {
-	if (c->xbuf) {
-		tg_buf_put(&c->w->bufs, c->xbuf);
-		c->xbuf = NULL;
+	if (c->x && c->x->xbuf) {
+		tg_buf_put(&c->w->bufs, c->x->xbuf);
+		c->x->xbuf = NULL;
 	}
 }
 
@@ -58,7 +58,7 @@ static tg_str_t host_only(tg_str_t h)
 /* The request target in origin form (path?query). */
 static void request_uri(const tg_cconn_t *c, tg_buf_t *b, bool *ok)
 {
-	const tg_http_request_t *r = &c->req;
+	const tg_http_request_t *r = &c->x->req;
 	*ok = *ok && put(b, r->path.len ? r->path.ptr : "/", r->path.len ? r->path.len : 1);
 	if (r->query.len)
 		*ok = *ok && put(b, "?", 1) && put(b, r->query.ptr, r->query.len);
@@ -68,7 +68,7 @@ static void request_uri(const tg_cconn_t *c, tg_buf_t *b, bool *ok)
  * not fit. */
 static bool expand(tg_cconn_t *c, tg_buf_t *b, const char *text)
 {
-	const tg_http_request_t *r = &c->req;
+	const tg_http_request_t *r = &c->x->req;
 	bool ok = true;
 	const char *p = text;
 	while (*p && ok) {
@@ -107,8 +107,8 @@ static bool expand(tg_cconn_t *c, tg_buf_t *b, const char *text)
 /* The client address of this request as bytes: the one X-Real-IP gets. */
 static bool client_addr(const tg_cconn_t *c, int *family, uint8_t addr[16])
 {
-	if (c->xiplen)
-		return tg_cidr_parse_ip(c->xip, c->xiplen, family, addr) == 0;
+	if (c->x->xiplen)
+		return tg_cidr_parse_ip(c->x->xip, c->x->xiplen, family, addr) == 0;
 	*family = c->peer_family;
 	memcpy(addr, c->peer_addr, 16);
 	return c->peer_family != 0;
@@ -149,7 +149,8 @@ int tg_annot_route_check(tg_cconn_t *c, const tg_route_t *rt)
 	if (x->match_cn && (rt->opts.client_auth_verify == TG_TLS_VERIFY_OFF ||
 			    !rt->opts.client_auth || !cn_ok(c, x->match_cn)))
 		return 403;
-	if (x->redirect_url || (x->app_root && c->req.path.len == 1 && c->req.path.ptr[0] == '/')) {
+	if (x->redirect_url ||
+	    (x->app_root && c->x->req.path.len == 1 && c->x->req.path.ptr[0] == '/')) {
 		tg_buf_t *b = xbuf(c);
 		bool ok = b != NULL;
 		if (ok && x->redirect_url) {
@@ -161,10 +162,10 @@ int tg_annot_route_check(tg_cconn_t *c, const tg_route_t *rt)
 			st = 302;
 		}
 		if (!ok) {
-			c->keep = 0;
+			c->x->keep = 0;
 			return 500;
 		}
-		c->local_location = (tg_str_t){b->start, (size_t)(b->last - b->start)};
+		c->x->local_location = (tg_str_t){b->start, (size_t)(b->last - b->start)};
 		return st;
 	}
 	if (x->n_deny || x->n_allow) {
@@ -185,7 +186,7 @@ int tg_annot_route_check(tg_cconn_t *c, const tg_route_t *rt)
  * follows ("?q", or "&q" when the target has its own). */
 static int rewrite(tg_cconn_t *c, const regex_t *re, const char *target, tg_str_t *out)
 {
-	const tg_http_request_t *r = &c->req;
+	const tg_http_request_t *r = &c->x->req;
 	regmatch_t m[10];
 	m[0].rm_so = 0;
 	m[0].rm_eo = (regoff_t)r->path.len;
@@ -220,7 +221,7 @@ static int rewrite(tg_cconn_t *c, const regex_t *re, const char *target, tg_str_
 
 int tg_annot_forward(tg_cconn_t *c, tg_fwd_info_t *fi)
 {
-	const tg_route_extra_t *x = c->route->opts.extra;
+	const tg_route_extra_t *x = c->x->route->opts.extra;
 	if (x->upstream_vhost)
 		fi->host = (tg_str_t){x->upstream_vhost, strlen(x->upstream_vhost)};
 	if (x->x_forwarded_prefix)

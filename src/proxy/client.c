@@ -74,6 +74,14 @@ static inline uint64_t now_ms(const tg_cconn_t *c)
 	return c->w->loop.now_ms;
 }
 
+/* Request timings use the loop's time of the current batch (one clock read
+ * per wake-up, not several per request): precise to the batch, like nginx's
+ * $request_time. */
+static inline uint64_t now_ns(const tg_cconn_t *c)
+{
+	return c->w->loop.now_ns;
+}
+
 static const tg_settings_t *wsettings(const tg_worker_t *w)
 {
 	return w->cur ? &w->cur->snap->settings : &w->defaults;
@@ -110,10 +118,39 @@ static int iov_count(int i, int n)
 
 static void snap_unuse(tg_cconn_t *c)
 {
-	if (c->sref) {
-		tg_worker_snap_unuse(c->w, c->sref);
-		c->sref = NULL;
+	if (c->x && c->x->sref) {
+		tg_worker_snap_unuse(c->w, c->x->sref);
+		c->x->sref = NULL;
 	}
+}
+
+/* ------------------------------------------------------------------ */
+/* Exchanges                                                           */
+
+/* Gives c an exchange from the worker's free list, its scalar part zeroed
+ * (nothing routed, logged or sent yet) and its parser ready for a new head.
+ * Returns false when out of memory (the caller closes c). */
+static bool exch_take(tg_cconn_t *c)
+{
+	tg_exch_t *x = tg_pool_get(&c->w->xpool);
+	if (!x)
+		return false;
+	memset(x, 0, offsetof(tg_exch_t, req));
+	memset(&x->req.priv, 0, sizeof(x->req.priv));
+	c->x = x;
+	return true;
+}
+
+/* Gives c's exchange back (the connection goes idle or closes). Whatever it
+ * referenced (upstream connection, snapshot, annotation buffer) must have
+ * been released already, except the annotation buffer, released here. */
+static void exch_release(tg_cconn_t *c)
+{
+	if (!c->x)
+		return;
+	tg_annot_release(c);
+	tg_pool_put(&c->w->xpool, c->x);
+	c->x = NULL;
 }
 
 /* ------------------------------------------------------------------ */
@@ -124,11 +161,11 @@ static tg_str_t request_line(const tg_cconn_t *c)
 	const tg_buf_t *b = c->in;
 	if (!b)
 		return (tg_str_t){NULL, 0};
-	if (c->head_len) {
+	if (c->x && c->x->head_len) {
 		/* From the method: empty lines before it are not part of the line. */
-		const char *start = c->req.method.ptr;
-		const char *end =
-		    c->req.num_headers ? c->reqh[0].name.ptr - 2 : b->start + c->head_len - 4;
+		const char *start = c->x->req.method.ptr;
+		const char *end = c->x->req.num_headers ? c->x->reqh[0].name.ptr - 2
+							: b->start + c->x->head_len - 4;
 		return (tg_str_t){start, (size_t)(end - start)};
 	}
 	/* Malformed or partial head: up to the first line break after any empty
@@ -147,11 +184,11 @@ static tg_str_t request_line(const tg_cconn_t *c)
 
 static tg_str_t find_header(const tg_cconn_t *c, const char *name, size_t len)
 {
-	if (!c->head_len)
+	if (!c->x || !c->x->head_len)
 		return (tg_str_t){NULL, 0};
-	for (size_t i = 0; i < c->req.num_headers; i++)
-		if (c->reqh[i].name.len == len && tg_str_caseeq(c->reqh[i].name, name, len))
-			return c->reqh[i].value;
+	for (size_t i = 0; i < c->x->req.num_headers; i++)
+		if (c->x->reqh[i].name.len == len && tg_str_caseeq(c->x->reqh[i].name, name, len))
+			return c->x->reqh[i].value;
 	return (tg_str_t){NULL, 0};
 }
 
@@ -175,40 +212,41 @@ static const char *time_local(tg_worker_t *w)
 /* Logs and counts the current exchange once. */
 static void log_exchange(tg_cconn_t *c)
 {
-	if (!c->active)
+	if (!c->x || !c->x->active)
 		return;
-	c->active = 0;
+	c->x->active = 0;
 	tg_worker_t *w = c->w;
-	uint64_t end = tg_clock_ns();
-	uint64_t dur = end - c->t_start_ns;
-	const tg_route_t *rt = c->route;
-	const tg_backend_t *be = c->backend;
-	uint64_t gen = c->sref ? c->sref->snap->generation : 0;
+	uint64_t end = now_ns(c);
+	uint64_t dur = end - c->x->t_start_ns;
+	const tg_route_t *rt = c->x->route;
+	const tg_backend_t *be = c->x->backend;
+	uint64_t gen = c->x->sref ? c->x->sref->snap->generation : 0;
 	tg_wstats_request(&w->stats, gen, rt ? rt->ingress_ns : NULL, rt ? rt->ingress_name : NULL,
-			  be ? be->service : NULL, c->status, dur);
-	const tg_settings_t *s = c->set ? c->set : wsettings(w);
+			  be ? be->service : NULL, c->x->status, dur);
+	const tg_settings_t *s = c->x->set ? c->x->set : wsettings(w);
 	if (s->disable_access_log || !w->logring)
 		return;
 	tg_logrec_t r = {0};
 	r.client_ip = tg_cio_client_ip(c);
 	r.time_local = time_local(w);
 	r.request_line = request_line(c);
-	r.status = c->status;
-	r.body_bytes = c->sent_bytes > c->resp_head_bytes ? c->sent_bytes - c->resp_head_bytes : 0;
+	r.status = c->x->status;
+	r.body_bytes =
+	    c->x->sent_bytes > c->x->resp_head_bytes ? c->x->sent_bytes - c->x->resp_head_bytes : 0;
 	r.referer = find_header(c, "referer", 7);
 	r.user_agent = find_header(c, "user-agent", 10);
-	r.request_length = c->head_len + c->body_raw;
+	r.request_length = c->x->head_len + c->x->body_raw;
 	r.request_time_us = dur / 1000;
 	r.upstream_name = be ? be->label : NULL;
-	r.upstream_addr = c->up_addr;
-	r.upstream_length = c->up_bytes;
-	uint64_t ue = c->t_up_end_ns ? c->t_up_end_ns : end;
+	r.upstream_addr = c->x->up_addr;
+	r.upstream_length = c->x->up_bytes;
+	uint64_t ue = c->x->t_up_end_ns ? c->x->t_up_end_ns : end;
 	r.upstream_time_us =
-	    c->t_up_start_ns && ue > c->t_up_start_ns ? (ue - c->t_up_start_ns) / 1000 : 0;
-	r.upstream_status = c->up_status;
-	r.request_id = c->reqid_client.len
-			   ? c->reqid_client
-			   : (c->route ? (tg_str_t){c->reqid, 32} : (tg_str_t){NULL, 0});
+	    c->x->t_up_start_ns && ue > c->x->t_up_start_ns ? (ue - c->x->t_up_start_ns) / 1000 : 0;
+	r.upstream_status = c->x->up_status;
+	r.request_id = c->x->reqid_client.len
+			   ? c->x->reqid_client
+			   : (c->x->route ? (tg_str_t){c->x->reqid, 32} : (tg_str_t){NULL, 0});
 	r.ns = rt ? rt->ingress_ns : NULL;
 	r.ingress = rt ? rt->ingress_name : NULL;
 	r.service = be ? be->service : NULL;
@@ -226,15 +264,16 @@ void tg_client_close(tg_cconn_t *c)
 	if (c->closing)
 		return;
 	tg_worker_t *w = c->w;
-	if (c->active) {
-		if (!c->status)
-			c->status = 499; /* nginx's "client closed request" */
+	tg_exch_t *x = c->x;
+	if (x && x->active) {
+		if (!x->status)
+			x->status = 499; /* nginx's "client closed request" */
 		log_exchange(c);
 	}
 	c->closing = 1;
-	if (c->up) {
-		tg_upstream_close(w, c->up);
-		c->up = NULL;
+	if (x && x->up) {
+		tg_upstream_close(w, x->up);
+		x->up = NULL;
 	}
 	snap_unuse(c);
 	tg_timer_cancel(&w->loop.timers, &c->timer);
@@ -243,6 +282,8 @@ void tg_client_close(tg_cconn_t *c)
 	c->io.fd = -1;
 	tg_buf_put(&w->bufs, c->in);
 	c->in = NULL;
+	/* The exchange itself goes back with c after the event batch
+	 * (free_graves): the callers up the stack may still read it. */
 	tg_annot_release(c);
 	if (c->prev)
 		c->prev->next = c->next;
@@ -262,7 +303,7 @@ void tg_client_close(tg_cconn_t *c)
  * that destroys the response before the client has read it. */
 static int close_after_response(tg_cconn_t *c)
 {
-	bool unread = !c->body_done || (c->in && c->in->last > c->scan) || !c->head_len;
+	bool unread = !c->x->body_done || (c->in && c->in->last > c->x->scan) || !c->x->head_len;
 	if (!unread && !c->rd && !tg_cio_output_pending(c)) {
 		tg_client_close(c);
 		return STEP_BLOCKED;
@@ -270,6 +311,7 @@ static int close_after_response(tg_cconn_t *c)
 	tg_cio_shutdown_wr(c); /* TLS: after close_notify, possibly from step_linger */
 	tg_buf_put(&c->w->bufs, c->in);
 	c->in = NULL;
+	exch_release(c); /* lingering needs none of it */
 	c->phase = CP_LINGER;
 	set_deadline(c, now_ms(c) + LINGER_MS);
 	return STEP_AGAIN;
@@ -315,33 +357,33 @@ static int exchange_done(tg_cconn_t *c)
 {
 	tg_worker_t *w = c->w;
 	log_exchange(c);
-	if (c->up) {
-		tg_upstream_release(w, c->up, c->up_reusable && c->req_sent, c->set);
-		c->up = NULL;
+	if (c->x->up) {
+		tg_upstream_release(w, c->x->up, c->x->up_reusable && c->x->req_sent, c->x->set);
+		c->x->up = NULL;
 	}
-	const tg_settings_t *s = c->set ? c->set : wsettings(w);
+	const tg_settings_t *s = c->x->set ? c->x->set : wsettings(w);
 	uint32_t keep_ms = s->keep_alive_ms;
 	snap_unuse(c);
-	c->route = NULL;
-	c->backend = NULL;
-	c->set = NULL;
-	if (TG_UNLIKELY(c->xbuf))
+	c->x->route = NULL;
+	c->x->backend = NULL;
+	c->x->set = NULL;
+	if (TG_UNLIKELY(c->x->xbuf))
 		tg_annot_release(c);
-	if (!c->keep || w->draining)
+	if (!c->x->keep || w->draining)
 		return close_after_response(c);
 	/* Keep-alive: what follows the request (pipelined bytes) moves to the
 	 * front and is parsed at once; an empty buffer goes back to the pool. */
 	tg_buf_t *b = c->in;
-	size_t left = (size_t)(b->last - c->scan);
+	size_t left = (size_t)(b->last - c->x->scan);
 	if (left) {
-		memmove(b->start, c->scan, left);
+		memmove(b->start, c->x->scan, left);
 		b->pos = b->start;
 		b->last = b->start + left;
 	} else {
 		tg_buf_put(&w->bufs, b);
 		c->in = NULL;
 	}
-	c->head_len = 0;
+	exch_release(c); /* idle: the connection keeps only its tg_cconn_t */
 	c->phase = CP_IDLE;
 	c->idle_since_ms = now_ms(c);
 	set_deadline(c, now_ms(c) + keep_ms);
@@ -371,35 +413,35 @@ static bool keepable_status(int status)
 
 static void ciov_push(tg_cconn_t *c, const void *p, size_t len)
 {
-	if (c->ciov_i == c->ciov_n) {
-		c->ciov_i = c->ciov_n = 0;
-		c->last_cwrite = now_ms(c);
+	if (c->x->ciov_i == c->x->ciov_n) {
+		c->x->ciov_i = c->x->ciov_n = 0;
+		c->x->last_cwrite = now_ms(c);
 	}
-	if (c->ciov_n < TG_PROXY_IOV && len) {
-		c->ciov[c->ciov_n].iov_base = (void *)p;
-		c->ciov[c->ciov_n].iov_len = len;
-		c->ciov_n++;
+	if (c->x->ciov_n < TG_PROXY_IOV && len) {
+		c->x->ciov[c->x->ciov_n].iov_base = (void *)p;
+		c->x->ciov[c->x->ciov_n].iov_len = len;
+		c->x->ciov_n++;
 	}
 }
 
 static int local_response(tg_cconn_t *c, int status)
 {
 	tg_worker_t *w = c->w;
-	if (c->up) {
-		tg_upstream_close(w, c->up);
-		c->up = NULL;
+	if (c->x->up) {
+		tg_upstream_close(w, c->x->up);
+		c->x->up = NULL;
 	}
-	const tg_settings_t *s = c->set ? c->set : wsettings(w);
-	c->status = status;
-	c->resp_started = 1;
-	c->keep = c->keep && c->body_done && keepable_status(status) && !w->draining &&
-		  s->keep_alive_ms > 0 && c->nreq < s->keep_alive_requests &&
-		  (s->keep_alive_time_ms == 0 || now_ms(c) - c->born_ms < s->keep_alive_time_ms);
+	const tg_settings_t *s = c->x->set ? c->x->set : wsettings(w);
+	c->x->status = status;
+	c->x->resp_started = 1;
+	c->x->keep = c->x->keep && c->x->body_done && keepable_status(status) && !w->draining &&
+		     s->keep_alive_ms > 0 && c->nreq < s->keep_alive_requests &&
+		     (s->keep_alive_time_ms == 0 || now_ms(c) - c->born_ms < s->keep_alive_time_ms);
 	const char *reason = tg_http_reason(status);
 	/* A detail (client certificates) is shown the way nginx shows its own:
 	 * in the title and under the status line. */
-	const char *detail = c->local_detail;
-	c->local_detail = NULL;
+	const char *detail = c->x->local_detail;
+	c->x->local_detail = NULL;
 	char body[320];
 	int blen =
 	    detail ? snprintf(body, sizeof(body),
@@ -414,32 +456,32 @@ static int local_response(tg_cconn_t *c, int status)
 			      status, reason, status, reason);
 	char date[29];
 	tg_http_date(date);
-	bool head_only = c->head_len && c->req.method_id == TG_METHOD_HEAD;
-	const char *conn = !c->keep ? "Connection: close\r\n"
-			   : (c->head_len && c->req.version_minor == 0)
+	bool head_only = c->x->head_len && c->x->req.method_id == TG_METHOD_HEAD;
+	const char *conn = !c->x->keep ? "Connection: close\r\n"
+			   : (c->x->head_len && c->x->req.version_minor == 0)
 			       ? "Connection: keep-alive\r\n"
 			       : "";
-	size_t cap = sizeof(c->cadd);
-	int n = snprintf(c->cadd, cap,
+	size_t cap = sizeof(c->x->cadd);
+	int n = snprintf(c->x->cadd, cap,
 			 "HTTP/1.1 %d %s\r\nDate: %.29s\r\nServer: tidegate\r\n"
 			 "Content-Type: text/html\r\nContent-Length: %d\r\n%s",
 			 status, reason, date, blen, conn);
 	if (n < 0 || (size_t)n >= cap)
 		n = 0;
 	size_t used = (size_t)n;
-	ciov_push(c, c->cadd, used);
-	if (c->local_location.len) {
+	ciov_push(c, c->x->cadd, used);
+	if (c->x->local_location.len) {
 		/* A redirect annotation: the Location was built for this request. */
 		static const char loc[] = "Location: ";
 		ciov_push(c, loc, sizeof(loc) - 1);
-		ciov_push(c, c->local_location.ptr, c->local_location.len);
+		ciov_push(c, c->x->local_location.ptr, c->x->local_location.len);
 		ciov_push(c, "\r\n", 2);
-		c->local_location.len = 0;
-	} else if (status == 308 && c->head_len) {
+		c->x->local_location.len = 0;
+	} else if (status == 308 && c->x->head_len) {
 		/* https://HOST/PATH?QUERY, HOST without the port. */
 		static const char loc[] = "Location: https://";
 		ciov_push(c, loc, sizeof(loc) - 1);
-		tg_str_t h = c->req.host;
+		tg_str_t h = c->x->req.host;
 		const char *colon = NULL;
 		if (h.len && h.ptr[0] == '[') {
 			const char *rb = memchr(h.ptr, ']', h.len);
@@ -449,19 +491,19 @@ static int local_response(tg_cconn_t *c, int status)
 			colon = memchr(h.ptr, ':', h.len);
 		}
 		ciov_push(c, h.ptr, colon ? (size_t)(colon - h.ptr) : h.len);
-		if (c->req.path.len && c->req.path.ptr[0] == '/')
-			ciov_push(c, c->req.path.ptr, c->req.path.len);
+		if (c->x->req.path.len && c->x->req.path.ptr[0] == '/')
+			ciov_push(c, c->x->req.path.ptr, c->x->req.path.len);
 		else
 			ciov_push(c, "/", 1);
-		if (c->req.query.len)
-			ciov_push(c, c->req.query.ptr - 1, c->req.query.len + 1);
+		if (c->x->req.query.len)
+			ciov_push(c, c->x->req.query.ptr - 1, c->x->req.query.len + 1);
 		ciov_push(c, "\r\n", 2);
 	}
-	int m = snprintf(c->cadd + used, cap - used, "\r\n%s", head_only ? "" : body);
+	int m = snprintf(c->x->cadd + used, cap - used, "\r\n%s", head_only ? "" : body);
 	if (m > 0 && (size_t)m < cap - used)
-		ciov_push(c, c->cadd + used, (size_t)m);
-	c->resp_head_bytes =
-	    tg_iov_len(c->ciov + c->ciov_i, c->ciov_n - c->ciov_i) - (head_only ? 0 : (size_t)blen);
+		ciov_push(c, c->x->cadd + used, (size_t)m);
+	c->x->resp_head_bytes = tg_iov_len(c->x->ciov + c->x->ciov_i, c->x->ciov_n - c->x->ciov_i) -
+				(head_only ? 0 : (size_t)blen);
 	c->phase = CP_LOCAL;
 	set_deadline(c, now_ms(c) + s->proxy_send_timeout_ms);
 	return STEP_AGAIN;
@@ -471,11 +513,11 @@ static int local_response(tg_cconn_t *c, int status)
  * -1 on a write error (the caller aborts). */
 static int flush_client(tg_cconn_t *c)
 {
-	while (c->ciov_i < c->ciov_n) {
+	while (c->x->ciov_i < c->x->ciov_n) {
 		if (!c->wr)
 			return 0;
-		ssize_t n = tg_cio_writev(c->tls, c->io.fd, &c->ciov[c->ciov_i],
-					  iov_count(c->ciov_i, c->ciov_n));
+		ssize_t n = tg_cio_writev(c->tls, c->io.fd, &c->x->ciov[c->x->ciov_i],
+					  iov_count(c->x->ciov_i, c->x->ciov_n));
 		if (n < 0) {
 			if (errno == EAGAIN) {
 				c->wr = 0;
@@ -485,13 +527,13 @@ static int flush_client(tg_cconn_t *c)
 				continue;
 			return -1;
 		}
-		c->sent_bytes += (uint64_t)n;
-		c->last_cwrite = now_ms(c);
-		iov_advance(c->ciov, &c->ciov_i, c->ciov_n, (size_t)n);
-		if (c->ciov_i < c->ciov_n)
+		c->x->sent_bytes += (uint64_t)n;
+		c->x->last_cwrite = now_ms(c);
+		iov_advance(c->x->ciov, &c->x->ciov_i, c->x->ciov_n, (size_t)n);
+		if (c->x->ciov_i < c->x->ciov_n)
 			c->wr = 0; /* short write: the socket buffer is full */
 	}
-	c->ciov_i = c->ciov_n = 0;
+	c->x->ciov_i = c->x->ciov_n = 0;
 	return 1;
 }
 
@@ -530,21 +572,21 @@ static int grow_in(tg_cconn_t *c, size_t size)
 	nb->pos = old->pos + d;
 	nb->last = nb->start + used;
 	const char *lo = old->start, *hi = old->end;
-	if (c->head_len) {
-		tg_http_request_t *r = &c->req;
+	if (c->x->head_len) {
+		tg_http_request_t *r = &c->x->req;
 		rebase_str(&r->method, lo, hi, d);
 		rebase_str(&r->target, lo, hi, d);
 		rebase_str(&r->path, lo, hi, d);
 		rebase_str(&r->query, lo, hi, d);
 		rebase_str(&r->host, lo, hi, d);
 		rebase_str(&r->upgrade_protocol, lo, hi, d);
-		rebase_str(&c->reqid_client, lo, hi, d);
+		rebase_str(&c->x->reqid_client, lo, hi, d);
 		for (size_t i = 0; i < r->num_headers; i++) {
-			rebase_str(&c->reqh[i].name, lo, hi, d);
-			rebase_str(&c->reqh[i].value, lo, hi, d);
+			rebase_str(&c->x->reqh[i].name, lo, hi, d);
+			rebase_str(&c->x->reqh[i].value, lo, hi, d);
 		}
-		c->base += d;
-		c->scan += d;
+		c->x->base += d;
+		c->x->scan += d;
 	}
 	tg_buf_put(&c->w->bufs, old);
 	c->in = nb;
@@ -555,34 +597,34 @@ static int grow_in(tg_cconn_t *c, size_t size)
  * Returns 0 or -1 for a malformed chunked body. */
 static int frame_body(tg_cconn_t *c)
 {
-	if (c->body_done)
+	if (c->x->body_done)
 		return 0;
-	size_t avail = (size_t)(c->in->last - c->scan);
+	size_t avail = (size_t)(c->in->last - c->x->scan);
 	if (!avail)
 		return 0;
-	if (c->req.body == TG_BODY_LENGTH) {
-		size_t n = avail < c->cl_left ? avail : (size_t)c->cl_left;
-		c->scan += n;
-		c->cl_left -= n;
-		c->body_raw += n;
-		c->body_done = c->cl_left == 0;
+	if (c->x->req.body == TG_BODY_LENGTH) {
+		size_t n = avail < c->x->cl_left ? avail : (size_t)c->x->cl_left;
+		c->x->scan += n;
+		c->x->cl_left -= n;
+		c->x->body_raw += n;
+		c->x->body_done = c->x->cl_left == 0;
 		return 0;
 	}
 	bool done = false;
-	ssize_t n = tg_http_chunked_scan(&c->chunk, c->scan, avail, &done);
+	ssize_t n = tg_http_chunked_scan(&c->x->chunk, c->x->scan, avail, &done);
 	if (n < 0)
 		return -1;
-	c->scan += n;
-	c->body_raw += (uint64_t)n;
-	c->body_done = done;
+	c->x->scan += n;
+	c->x->body_raw += (uint64_t)n;
+	c->x->body_done = done;
 	return 0;
 }
 
 static uint32_t pick_endpoint(tg_cconn_t *c)
 {
 	tg_worker_t *w = c->w;
-	const tg_backend_t *b = c->backend;
-	uint32_t *cur = (c->sref == w->cur && b->id < w->nrr) ? &w->rr[b->id] : &w->rr_spare;
+	const tg_backend_t *b = c->x->backend;
+	uint32_t *cur = (c->x->sref == w->cur && b->id < w->nrr) ? &w->rr[b->id] : &w->rr_spare;
 	uint32_t i = *cur % b->n_endpoints;
 	*cur = i + 1;
 	return i;
@@ -592,96 +634,90 @@ static int start_exchange(tg_cconn_t *c, size_t head_len)
 {
 	tg_worker_t *w = c->w;
 	tg_buf_t *b = c->in;
-	c->active = 1;
-	c->t_start_ns = tg_clock_ns();
+	c->x->active = 1;
+	c->x->t_start_ns = now_ns(c);
 	c->nreq++;
-	c->head_len = head_len;
-	c->base = b->start + head_len;
-	b->pos = c->base;
-	c->scan = c->base;
-	c->route = NULL;
-	c->backend = NULL;
-	c->set = NULL;
-	c->tries = 0;
-	c->stale_retried = 0;
-	c->replayable = 1;
-	c->req_sent = 0;
-	c->resp_state = RS_HEAD;
-	c->resp_started = 0;
-	c->up_reusable = 0;
-	c->upgrade = 0;
-	c->c_eof = c->u_eof = 0;
-	c->body_raw = 0;
-	c->uiov_i = c->uiov_n = 0;
-	c->ciov_i = c->ciov_n = 0;
-	c->sent_bytes = c->resp_head_bytes = c->up_bytes = 0;
-	c->status = c->up_status = 0;
-	c->up_addr = NULL;
-	c->t_up_start_ns = c->t_up_end_ns = 0;
-	c->reqid_client = (tg_str_t){NULL, 0};
-	c->keep = c->req.keep_alive;
-	c->last_cread = c->last_cwrite = now_ms(c);
+	c->x->head_len = head_len;
+	c->x->base = b->start + head_len;
+	b->pos = c->x->base;
+	c->x->scan = c->x->base;
+	/* Everything else of the exchange is zero (exch_take). */
+	c->x->replayable = 1;
+	c->x->resp_state = RS_HEAD;
+	c->x->keep = c->x->req.keep_alive;
+	c->x->last_cread = c->x->last_cwrite = now_ms(c);
 
-	switch (c->req.body) {
+	switch (c->x->req.body) {
 	case TG_BODY_LENGTH:
-		c->cl_left = c->req.content_length;
-		c->body_done = c->cl_left == 0;
+		c->x->cl_left = c->x->req.content_length;
+		c->x->body_done = c->x->cl_left == 0;
 		break;
 	case TG_BODY_CHUNKED:
-		memset(&c->chunk, 0, sizeof(c->chunk));
-		c->body_done = 0;
+		memset(&c->x->chunk, 0, sizeof(c->x->chunk));
+		c->x->body_done = 0;
 		break;
 	default:
-		c->body_done = 1;
+		c->x->body_done = 1;
 		break;
 	}
 	if (frame_body(c) < 0)
 		return local_response(c, 400);
-	if (!c->body_done && (size_t)(b->end - c->base) < BODY_ROOM_MIN &&
-	    grow_in(c, (size_t)(c->base - b->start) + TG_PROXY_BUF_SIZE) < 0) {
-		c->keep = 0;
+	if (!c->x->body_done && (size_t)(b->end - c->x->base) < BODY_ROOM_MIN &&
+	    grow_in(c, (size_t)(c->x->base - b->start) + TG_PROXY_BUF_SIZE) < 0) {
+		c->x->keep = 0;
 		return local_response(c, 500);
 	}
-	if (c->req.method_id == TG_METHOD_CONNECT)
+	if (c->x->req.method_id == TG_METHOD_CONNECT)
 		return local_response(c, 405);
 	if (!w->cur)
 		return local_response(c, 503);
-	c->sref = w->cur;
-	c->sref->users++;
-	c->set = &c->sref->snap->settings;
+	c->x->sref = w->cur;
+	c->x->sref->users++;
+	c->x->set = &c->x->sref->snap->settings;
 	tg_cio_forwarded(c);
-	const tg_route_t *rt = tg_snapshot_route(c->sref->snap, c->req.host, c->req.path);
+	const tg_route_t *rt = tg_snapshot_route(c->x->sref->snap, c->x->req.host, c->x->req.path);
 	if (!rt)
 		return local_response(c, 404);
-	c->route = rt;
-	c->backend = rt->backend;
+	c->x->route = rt;
+	c->x->backend = rt->backend;
 	/* ssl-redirect, client certificates; annotations when the route has any. */
 	int tst =
 	    TG_UNLIKELY(rt->opts.extra) ? tg_annot_route_check(c, rt) : tg_cio_route_check(c, rt);
 	if (tst)
 		return local_response(c, tst);
 	uint64_t limit = rt->opts.proxy_body_size;
-	if (limit && ((c->req.body == TG_BODY_LENGTH && c->req.content_length > limit) ||
-		      (c->req.body == TG_BODY_CHUNKED && c->chunk.body_bytes > limit)))
+	if (limit && ((c->x->req.body == TG_BODY_LENGTH && c->x->req.content_length > limit) ||
+		      (c->x->req.body == TG_BODY_CHUNKED && c->x->chunk.body_bytes > limit)))
 		return local_response(c, 413);
-	if (!c->backend || c->backend->n_endpoints == 0)
+	if (!c->x->backend || c->x->backend->n_endpoints == 0)
 		return local_response(c, 503);
 
-	for (size_t i = 0; i < c->req.num_headers; i++)
-		if ((c->reqh[i].flags & TG_HDR_REQUEST_ID) && c->reqh[i].value.len) {
-			c->reqid_client = c->reqh[i].value;
+	for (size_t i = 0; i < c->x->req.num_headers; i++)
+		if ((c->x->reqh[i].flags & TG_HDR_REQUEST_ID) && c->x->reqh[i].value.len) {
+			c->x->reqid_client = c->x->reqh[i].value;
 			break;
 		}
-	if (!c->reqid_client.len)
-		tg_rand_hex32(&w->rng, c->reqid);
-	if (c->req.expect_continue && c->req.version_minor == 1 && !c->body_done &&
-	    c->scan == c->base)
+	if (!c->x->reqid_client.len)
+		tg_rand_hex32(&w->rng, c->x->reqid);
+	if (c->x->req.expect_continue && c->x->req.version_minor == 1 && !c->x->body_done &&
+	    c->x->scan == c->x->base)
 		ciov_push(c, continue_100, sizeof(continue_100) - 1);
 
-	c->ep_idx = pick_endpoint(c);
+	c->x->ep_idx = pick_endpoint(c);
 	c->phase = CP_PROXY;
 	attempt(c, false);
 	return STEP_AGAIN;
+}
+
+/* The head in progress cannot become a request (malformed, too large, too
+ * slow): answers status, then the connection closes. Nothing of the exchange
+ * was set beyond the parser's output (exch_take zeroed the rest). */
+static int head_failed(tg_cconn_t *c, int status)
+{
+	c->x->active = 1;
+	c->x->t_start_ns = now_ns(c);
+	c->x->keep = 0;
+	return local_response(c, status);
 }
 
 static int step_head(tg_cconn_t *c)
@@ -701,45 +737,31 @@ static int step_head(tg_cconn_t *c)
 		tg_buf_t *b = c->in;
 		if (b->last > b->start) {
 			if (c->phase == CP_IDLE) {
+				/* A request starts: it gets its exchange now. */
+				if (!c->x && !exch_take(c)) {
+					tg_client_close(c);
+					return STEP_BLOCKED;
+				}
 				c->phase = CP_HEAD;
 				c->head_start_ms = now_ms(c);
 				set_deadline(c, c->head_start_ms + s->client_header_timeout_ms);
 			}
-			c->req.headers = c->reqh;
-			c->req.max_headers = s->max_headers && s->max_headers < TG_PROXY_MAX_HEADERS
-						 ? s->max_headers
-						 : TG_PROXY_MAX_HEADERS;
+			c->x->req.headers = c->x->reqh;
+			c->x->req.max_headers =
+			    s->max_headers && s->max_headers < TG_PROXY_MAX_HEADERS
+				? s->max_headers
+				: TG_PROXY_MAX_HEADERS;
 			tg_http_limits_t lim = {s->large_client_header_buffers, 0};
 			int r = tg_http_parse_request_resume(b->start, (size_t)(b->last - b->start),
-							     &c->req, &lim);
+							     &c->x->req, &lim);
 			if (r > 0)
 				return start_exchange(c, (size_t)r);
-			if (r == TG_ERROR) {
-				c->active = 1;
-				c->t_start_ns = tg_clock_ns();
-				c->head_len = 0;
-				c->keep = 0;
-				c->body_done = 0;
-				c->sent_bytes = c->resp_head_bytes = c->up_bytes = 0;
-				c->up_addr = NULL;
-				c->up_status = 0;
-				c->t_up_start_ns = 0;
-				c->reqid_client = (tg_str_t){NULL, 0};
-				c->ciov_i = c->ciov_n = 0;
-				return local_response(c, c->req.status ? c->req.status : 400);
-			}
+			if (r == TG_ERROR)
+				return head_failed(c, c->x->req.status ? c->x->req.status : 400);
 			if (tg_buf_space(b) == 0) {
 				size_t limit = lim.max_head_bytes ? lim.max_head_bytes : 32768;
-				if (tg_buf_size(b) > limit || grow_in(c, limit + 1) < 0) {
-					c->active = 1;
-					c->t_start_ns = tg_clock_ns();
-					c->head_len = 0;
-					c->keep = 0;
-					c->body_done = 0;
-					c->sent_bytes = c->resp_head_bytes = c->up_bytes = 0;
-					c->ciov_i = c->ciov_n = 0;
-					return local_response(c, 431);
-				}
+				if (tg_buf_size(b) > limit || grow_in(c, limit + 1) < 0)
+					return head_failed(c, 431);
 				continue;
 			}
 		}
@@ -776,13 +798,13 @@ static int connect_failed(tg_cconn_t *c, bool timeout)
 {
 	tg_worker_t *w = c->w;
 	STAT_ADD(w->stats.connect_errors, 1);
-	if (c->up) {
-		tg_upstream_close(w, c->up);
-		c->up = NULL;
+	if (c->x->up) {
+		tg_upstream_close(w, c->x->up);
+		c->x->up = NULL;
 	}
-	if (c->tries < 3 && c->replayable) {
+	if (c->x->tries < 3 && c->x->replayable) {
 		STAT_ADD(w->stats.retries, 1);
-		c->ep_idx = (c->ep_idx + 1) % c->backend->n_endpoints;
+		c->x->ep_idx = (c->x->ep_idx + 1) % c->x->backend->n_endpoints;
 		return attempt(c, false);
 	}
 	return local_response(c, timeout ? 504 : 502);
@@ -793,86 +815,88 @@ static int connect_failed(tg_cconn_t *c, bool timeout)
 static int attempt(tg_cconn_t *c, bool fresh)
 {
 	tg_worker_t *w = c->w;
-	const tg_endpoint_t *ep = &c->backend->endpoints[c->ep_idx];
-	c->up_addr = ep->text;
-	c->t_up_start_ns = tg_clock_ns();
-	const tg_route_extra_t *x = c->route->opts.extra;
-	const tg_tls_upstream_t *ut = TG_UNLIKELY(x) ? x->up_tls : NULL;
+	const tg_endpoint_t *ep = &c->x->backend->endpoints[c->x->ep_idx];
+	c->x->up_addr = ep->text;
+	c->x->t_up_start_ns = now_ns(c);
+	const tg_route_extra_t *ext = c->x->route->opts.extra;
+	const tg_tls_upstream_t *ut = TG_UNLIKELY(ext) ? ext->up_tls : NULL;
 	tg_uconn_t *u = fresh ? NULL : tg_upstream_take(w, &ep->addr, ep->addrlen, ut);
 	if (!u) {
-		c->tries++;
+		c->x->tries++;
 		int e = tg_upstream_connect(w, ep, ut, &u);
 		if (e < 0) {
 			if (e == -ENOMEM || e == -EMFILE || e == -ENFILE) {
-				c->keep = c->keep && c->body_done;
+				c->x->keep = c->x->keep && c->x->body_done;
 				return local_response(c, 502);
 			}
 			connect_failed(c, false);
 			return PUMP_SWITCH;
 		}
-		c->connect_deadline = now_ms(c) + c->route->opts.proxy_connect_timeout_ms;
+		c->x->connect_deadline = now_ms(c) + c->x->route->opts.proxy_connect_timeout_ms;
 	}
 	u->owner = c;
-	c->up = u;
+	c->x->up = u;
 	if (!u->buf) {
 		u->buf = tg_buf_get(&w->bufs);
 		if (!u->buf) {
-			c->keep = 0;
+			c->x->keep = 0;
 			return local_response(c, 502);
 		}
 	}
 	u->buf->pos = u->buf->last = u->buf->start;
-	memset(&c->resp.priv, 0, sizeof(c->resp.priv));
+	memset(&c->x->resp.priv, 0, sizeof(c->x->resp.priv));
 	u->requests++;
-	c->attempt_bytes = 0;
-	c->attempt_base = u->sent;
-	c->resp_state = RS_HEAD;
-	c->up_bytes = 0;
-	c->up_status = 0;
-	c->req_sent = 0;
-	c->last_uwrite = c->last_uread = now_ms(c);
+	c->x->attempt_bytes = 0;
+	c->x->attempt_base = u->sent;
+	c->x->resp_state = RS_HEAD;
+	c->x->up_bytes = 0;
+	c->x->up_status = 0;
+	c->x->req_sent = 0;
+	c->x->last_uwrite = c->x->last_uread = now_ms(c);
 
 	tg_fwd_info_t fi = {
 	    .client_ip = tg_cio_client_ip(c),
-	    .peer_ip = {c->ip, c->xiplen ? c->iplen : 0},
+	    .peer_ip = {c->ip, c->x->xiplen ? c->iplen : 0},
 	    .server_port = c->tls ? (tg_str_t){w->sport_text, w->sport_len}
 				  : (tg_str_t){w->port_text, w->port_len},
 	    .proto = c->tls ? TG_STR("https") : TG_STR("http"),
-	    .request_id = c->reqid_client.len ? (tg_str_t){NULL, 0} : (tg_str_t){c->reqid, 32},
-	    .trust_forwarded = c->trusted,
-	    .extra = c->route->opts.client_auth ? (tg_str_t){c->tlsh.data, c->tlsh.len}
-						: (tg_str_t){NULL, 0},
-	    .drop_expect = c->req.expect_continue,
+	    .request_id =
+		c->x->reqid_client.len ? (tg_str_t){NULL, 0} : (tg_str_t){c->x->reqid, 32},
+	    .trust_forwarded = c->x->trusted,
+	    .extra = c->x->route->opts.client_auth ? (tg_str_t){c->tlsh.data, c->tlsh.len}
+						   : (tg_str_t){NULL, 0},
+	    .drop_expect = c->x->req.expect_continue,
 	};
-	if (TG_UNLIKELY(x) && tg_annot_forward(c, &fi) < 0) {
-		c->keep = 0;
+	if (TG_UNLIKELY(ext) && tg_annot_forward(c, &fi) < 0) {
+		c->x->keep = 0;
 		return local_response(c, 500);
 	}
-	int n = tg_proxy_request_head(&c->req, c->in->start, c->head_len, &fi, c->uiov,
-				      TG_PROXY_IOV - 1, c->uadd, sizeof(c->uadd));
+	int n = tg_proxy_request_head(&c->x->req, c->in->start, c->x->head_len, &fi, c->x->uiov,
+				      TG_PROXY_IOV - 1, c->x->uadd, sizeof(c->x->uadd));
 	if (n < 0) {
-		c->keep = 0;
+		c->x->keep = 0;
 		return local_response(c, 500);
 	}
-	c->in->pos = c->base; /* a retry re-sends the body bytes from the start */
-	if (c->scan > c->base) {
-		c->uiov[n].iov_base = c->base;
-		c->uiov[n].iov_len = (size_t)(c->scan - c->base);
+	c->in->pos = c->x->base; /* a retry re-sends the body bytes from the start */
+	if (c->x->scan > c->x->base) {
+		c->x->uiov[n].iov_base = c->x->base;
+		c->x->uiov[n].iov_len = (size_t)(c->x->scan - c->x->base);
 		n++;
-		c->in->pos = c->scan;
+		c->in->pos = c->x->scan;
 	}
-	c->uiov_i = 0;
-	c->uiov_n = n;
+	c->x->uiov_i = 0;
+	c->x->uiov_n = n;
 	return PUMP_SWITCH;
 }
 
 static int upstream_failed(tg_cconn_t *c, int kind)
 {
 	tg_worker_t *w = c->w;
-	tg_uconn_t *u = c->up;
+	tg_uconn_t *u = c->x->up;
 	bool reused = u && u->reused;
 	bool stale = (kind == F_WRITE || kind == F_EOF || kind == F_RESET) && reused &&
-		     c->up_bytes == 0 && !c->stale_retried && c->replayable && !c->resp_started;
+		     c->x->up_bytes == 0 && !c->x->stale_retried && c->x->replayable &&
+		     !c->x->resp_started;
 	/* A pooled connection the backend had closed: an idempotent request may
 	 * be sent again whatever happened; any other only when nothing of it can
 	 * have been processed:
@@ -882,19 +906,19 @@ static int upstream_failed(tg_cconn_t *c, int kind)
 	 *  - the backend reset the connection before any response byte: a
 	 *    socket closed with unread data (our request) sends RST, so its
 	 *    application never read the whole request. */
-	bool retry = stale && (tg_http_method_idempotent(c->req.method_id) || kind == F_RESET ||
-			       (kind == F_WRITE && c->attempt_bytes == 0) ||
-			       tg_upstream_acked(u) <= c->attempt_base + 1 /* the SYN */);
+	bool retry = stale && (tg_http_method_idempotent(c->x->req.method_id) || kind == F_RESET ||
+			       (kind == F_WRITE && c->x->attempt_bytes == 0) ||
+			       tg_upstream_acked(u) <= c->x->attempt_base + 1 /* the SYN */);
 	if (u) {
 		tg_upstream_close(w, u);
-		c->up = NULL;
+		c->x->up = NULL;
 	}
-	if (c->resp_started) {
+	if (c->x->resp_started) {
 		tg_client_close(c);
 		return PUMP_SWITCH;
 	}
 	if (retry) {
-		c->stale_retried = 1;
+		c->x->stale_retried = 1;
 		STAT_ADD(w->stats.retries, 1);
 		return attempt(c, true);
 	}
@@ -906,16 +930,16 @@ static int upstream_failed(tg_cconn_t *c, int kind)
 
 static int pump_request(tg_cconn_t *c)
 {
-	if (c->req_sent)
+	if (c->x->req_sent)
 		return PUMP_BLOCKED;
-	tg_uconn_t *u = c->up;
+	tg_uconn_t *u = c->x->up;
 	int progress = PUMP_BLOCKED;
 	for (;;) {
-		if (c->uiov_i < c->uiov_n) {
+		if (c->x->uiov_i < c->x->uiov_n) {
 			if (!u->wr)
 				return progress;
-			ssize_t n = tg_cio_writev(u->tls, u->io.fd, &c->uiov[c->uiov_i],
-						  iov_count(c->uiov_i, c->uiov_n));
+			ssize_t n = tg_cio_writev(u->tls, u->io.fd, &c->x->uiov[c->x->uiov_i],
+						  iov_count(c->x->uiov_i, c->x->uiov_n));
 			if (n < 0) {
 				if (errno == EAGAIN) {
 					u->wr = 0;
@@ -925,38 +949,38 @@ static int pump_request(tg_cconn_t *c)
 					continue;
 				return upstream_failed(c, F_WRITE);
 			}
-			c->attempt_bytes += (uint64_t)n;
+			c->x->attempt_bytes += (uint64_t)n;
 			u->sent += (uint64_t)n;
-			c->last_uwrite = now_ms(c);
+			c->x->last_uwrite = now_ms(c);
 			progress = PUMP_PROGRESS;
-			iov_advance(c->uiov, &c->uiov_i, c->uiov_n, (size_t)n);
-			if (c->uiov_i < c->uiov_n) {
+			iov_advance(c->x->uiov, &c->x->uiov_i, c->x->uiov_n, (size_t)n);
+			if (c->x->uiov_i < c->x->uiov_n) {
 				u->wr = 0;
 				return progress;
 			}
 			continue;
 		}
 		tg_buf_t *b = c->in;
-		if (b->pos < c->scan) {
-			c->uiov[0].iov_base = b->pos;
-			c->uiov[0].iov_len = (size_t)(c->scan - b->pos);
-			c->uiov_i = 0;
-			c->uiov_n = 1;
-			b->pos = c->scan;
+		if (b->pos < c->x->scan) {
+			c->x->uiov[0].iov_base = b->pos;
+			c->x->uiov[0].iov_len = (size_t)(c->x->scan - b->pos);
+			c->x->uiov_i = 0;
+			c->x->uiov_n = 1;
+			b->pos = c->x->scan;
 			continue;
 		}
-		c->uiov_i = c->uiov_n = 0;
-		if (c->body_done) {
-			c->req_sent = 1;
-			c->last_uread = now_ms(c);
+		c->x->uiov_i = c->x->uiov_n = 0;
+		if (c->x->body_done) {
+			c->x->req_sent = 1;
+			c->x->last_uread = now_ms(c);
 			return PUMP_PROGRESS;
 		}
 		/* Everything buffered went upstream; more body from the client. */
 		if (!c->rd)
 			return progress;
 		if (tg_buf_space(b) < BODY_ROOM_MIN) {
-			b->pos = b->last = c->scan = c->base;
-			c->replayable = 0;
+			b->pos = b->last = c->x->scan = c->x->base;
+			c->x->replayable = 0;
 		}
 		size_t space = tg_buf_space(b);
 		ssize_t n = tg_cio_read(c->tls, c->io.fd, b->last, space);
@@ -964,20 +988,21 @@ static int pump_request(tg_cconn_t *c)
 			b->last += n;
 			if ((size_t)n < space && !c->rdhup)
 				c->rd = 0;
-			c->last_cread = now_ms(c);
+			c->x->last_cread = now_ms(c);
 			progress = PUMP_PROGRESS;
 			if (frame_body(c) < 0) {
-				c->keep = 0;
-				if (c->resp_started) {
+				c->x->keep = 0;
+				if (c->x->resp_started) {
 					tg_client_close(c);
 					return PUMP_SWITCH;
 				}
 				return local_response(c, 400);
 			}
-			if (c->route->opts.proxy_body_size && c->req.body == TG_BODY_CHUNKED &&
-			    c->chunk.body_bytes > c->route->opts.proxy_body_size) {
-				c->keep = 0;
-				if (c->resp_started) {
+			if (c->x->route->opts.proxy_body_size &&
+			    c->x->req.body == TG_BODY_CHUNKED &&
+			    c->x->chunk.body_bytes > c->x->route->opts.proxy_body_size) {
+				c->x->keep = 0;
+				if (c->x->resp_started) {
 					tg_client_close(c);
 					return PUMP_SWITCH;
 				}
@@ -1002,32 +1027,32 @@ static int pump_request(tg_cconn_t *c)
 
 static int frame_resp(tg_cconn_t *c)
 {
-	tg_buf_t *b = c->up->buf;
-	size_t avail = (size_t)(b->last - c->rscan);
-	if (c->rbody_done || !avail)
+	tg_buf_t *b = c->x->up->buf;
+	size_t avail = (size_t)(b->last - c->x->rscan);
+	if (c->x->rbody_done || !avail)
 		return 0;
-	switch (c->resp.body) {
+	switch (c->x->resp.body) {
 	case TG_BODY_LENGTH: {
-		size_t n = avail < c->rcl_left ? avail : (size_t)c->rcl_left;
-		c->rscan += n;
-		c->rcl_left -= n;
-		c->rbody_done = c->rcl_left == 0;
+		size_t n = avail < c->x->rcl_left ? avail : (size_t)c->x->rcl_left;
+		c->x->rscan += n;
+		c->x->rcl_left -= n;
+		c->x->rbody_done = c->x->rcl_left == 0;
 		return 0;
 	}
 	case TG_BODY_CHUNKED: {
 		bool done = false;
-		ssize_t n = tg_http_chunked_scan(&c->rchunk, c->rscan, avail, &done);
+		ssize_t n = tg_http_chunked_scan(&c->x->rchunk, c->x->rscan, avail, &done);
 		if (n < 0)
 			return -1;
-		c->rscan += n;
-		c->rbody_done = done;
+		c->x->rscan += n;
+		c->x->rbody_done = done;
 		return 0;
 	}
 	case TG_BODY_UNTIL_CLOSE:
-		c->rscan = b->last;
+		c->x->rscan = b->last;
 		return 0;
 	default:
-		c->rbody_done = 1;
+		c->x->rbody_done = 1;
 		return 0;
 	}
 }
@@ -1037,73 +1062,74 @@ static int start_tunnel(tg_cconn_t *c);
 static int response_head(tg_cconn_t *c, size_t r)
 {
 	tg_worker_t *w = c->w;
-	tg_buf_t *b = c->up->buf;
-	int st = c->resp.status;
-	c->up_status = st;
+	tg_buf_t *b = c->x->up->buf;
+	int st = c->x->resp.status;
+	c->x->up_status = st;
 	if (st < 200 && st != 101) {
 		/* Interim response: HTTP/1.1 clients get it as it came. */
-		if (c->req.version_minor == 1)
+		if (c->x->req.version_minor == 1)
 			ciov_push(c, b->pos, r);
 		b->pos += r;
 		return PUMP_PROGRESS;
 	}
-	if (st == 101 && !c->req.upgrade)
+	if (st == 101 && !c->x->req.upgrade)
 		return upstream_failed(c, F_PROTO);
-	c->upgrade = st == 101;
-	c->resp_started = 1;
-	c->status = st;
-	const tg_settings_t *s = c->set;
-	bool keep = c->keep && !c->upgrade && c->body_done && !w->draining &&
-		    c->resp.body != TG_BODY_UNTIL_CLOSE &&
-		    !(c->req.version_minor == 0 && c->resp.body == TG_BODY_CHUNKED) &&
+	c->x->upgrade = st == 101;
+	c->x->resp_started = 1;
+	c->x->status = st;
+	const tg_settings_t *s = c->x->set;
+	bool keep = c->x->keep && !c->x->upgrade && c->x->body_done && !w->draining &&
+		    c->x->resp.body != TG_BODY_UNTIL_CLOSE &&
+		    !(c->x->req.version_minor == 0 && c->x->resp.body == TG_BODY_CHUNKED) &&
 		    s->keep_alive_ms > 0 && c->nreq < s->keep_alive_requests &&
 		    (s->keep_alive_time_ms == 0 || now_ms(c) - c->born_ms < s->keep_alive_time_ms);
-	c->keep = keep;
+	c->x->keep = keep;
 	char date[29];
 	tg_http_date(date);
-	tg_resp_info_t ri = {keep, c->req.version_minor == 0, c->upgrade, date};
-	if (c->ciov_i == c->ciov_n) {
-		c->ciov_i = c->ciov_n = 0;
-		c->last_cwrite = now_ms(c);
+	tg_resp_info_t ri = {keep, c->x->req.version_minor == 0, c->x->upgrade, date};
+	if (c->x->ciov_i == c->x->ciov_n) {
+		c->x->ciov_i = c->x->ciov_n = 0;
+		c->x->last_cwrite = now_ms(c);
 	}
-	int n = tg_proxy_response_head(&c->resp, b->pos, r, &ri, &c->ciov[c->ciov_n],
-				       TG_PROXY_IOV - c->ciov_n - 1, c->cadd, sizeof(c->cadd));
+	int n =
+	    tg_proxy_response_head(&c->x->resp, b->pos, r, &ri, &c->x->ciov[c->x->ciov_n],
+				   TG_PROXY_IOV - c->x->ciov_n - 1, c->x->cadd, sizeof(c->x->cadd));
 	if (n < 0) {
-		c->resp_started = 0;
+		c->x->resp_started = 0;
 		return upstream_failed(c, F_PROTO);
 	}
-	c->resp_head_bytes = tg_iov_len(&c->ciov[c->ciov_n], n);
-	c->ciov_n += n;
+	c->x->resp_head_bytes = tg_iov_len(&c->x->ciov[c->x->ciov_n], n);
+	c->x->ciov_n += n;
 	b->pos += r;
-	c->rscan = b->pos;
-	c->up_reusable =
-	    c->resp.keep_alive && c->resp.body != TG_BODY_UNTIL_CLOSE && !c->req.upgrade;
-	switch (c->resp.body) {
+	c->x->rscan = b->pos;
+	c->x->up_reusable =
+	    c->x->resp.keep_alive && c->x->resp.body != TG_BODY_UNTIL_CLOSE && !c->x->req.upgrade;
+	switch (c->x->resp.body) {
 	case TG_BODY_LENGTH:
-		c->rcl_left = c->resp.content_length;
-		c->rbody_done = c->rcl_left == 0;
+		c->x->rcl_left = c->x->resp.content_length;
+		c->x->rbody_done = c->x->rcl_left == 0;
 		break;
 	case TG_BODY_CHUNKED:
-		memset(&c->rchunk, 0, sizeof(c->rchunk));
-		c->rbody_done = 0;
+		memset(&c->x->rchunk, 0, sizeof(c->x->rchunk));
+		c->x->rbody_done = 0;
 		break;
 	case TG_BODY_UNTIL_CLOSE:
-		c->rbody_done = 0;
+		c->x->rbody_done = 0;
 		break;
 	default:
-		c->rbody_done = 1;
+		c->x->rbody_done = 1;
 		break;
 	}
-	if (c->upgrade)
+	if (c->x->upgrade)
 		return start_tunnel(c);
-	c->resp_state = RS_BODY;
+	c->x->resp_state = RS_BODY;
 	if (frame_resp(c) < 0) {
 		/* The body framing is broken before anything of this response was
 		 * written: drop its head and answer 502 rather than a truncated
 		 * response. */
-		c->ciov_n -= n;
-		c->resp_started = 0;
-		c->resp_head_bytes = 0;
+		c->x->ciov_n -= n;
+		c->x->resp_started = 0;
+		c->x->resp_head_bytes = 0;
 		return upstream_failed(c, F_PROTO);
 	}
 	return PUMP_PROGRESS;
@@ -1111,42 +1137,44 @@ static int response_head(tg_cconn_t *c, size_t r)
 
 static int pump_response(tg_cconn_t *c)
 {
-	tg_uconn_t *u = c->up;
+	tg_uconn_t *u = c->x->up;
 	tg_buf_t *b = u->buf;
 	int progress = PUMP_BLOCKED;
 	for (;;) {
-		if (c->resp_state == RS_BODY) {
-			if (c->rscan > b->pos && c->ciov_n < TG_PROXY_IOV) {
-				ciov_push(c, b->pos, (size_t)(c->rscan - b->pos));
-				b->pos = c->rscan;
+		if (c->x->resp_state == RS_BODY) {
+			if (c->x->rscan > b->pos && c->x->ciov_n < TG_PROXY_IOV) {
+				ciov_push(c, b->pos, (size_t)(c->x->rscan - b->pos));
+				b->pos = c->x->rscan;
 			}
-			if (c->rbody_done && b->pos == c->rscan) {
-				c->resp_state = RS_DONE;
-				c->t_up_end_ns = tg_clock_ns();
-				if (b->last > c->rscan)
-					c->up_reusable = 0; /* bytes after the response */
+			if (c->x->rbody_done && b->pos == c->x->rscan) {
+				c->x->resp_state = RS_DONE;
+				c->x->t_up_end_ns = now_ns(c);
+				if (b->last > c->x->rscan)
+					c->x->up_reusable = 0; /* bytes after the response */
 			}
 		}
-		uint64_t before = c->sent_bytes;
+		uint64_t before = c->x->sent_bytes;
 		int f = flush_client(c);
 		if (f < 0) {
 			tg_client_close(c);
 			return PUMP_SWITCH;
 		}
-		if (c->sent_bytes != before)
+		if (c->x->sent_bytes != before)
 			progress = PUMP_PROGRESS;
 		if (f == 0)
 			return progress;
-		if (c->resp_state == RS_DONE)
+		if (c->x->resp_state == RS_DONE)
 			return progress;
-		if (c->resp_state == RS_BODY && b->pos == b->last)
-			b->pos = b->last = c->rscan = b->start; /* all written: reuse the buffer */
-		if (c->resp_state == RS_HEAD && b->last > b->pos) {
-			c->resp.headers = c->resph;
-			c->resp.max_headers = TG_PROXY_MAX_HEADERS;
+		if (c->x->resp_state == RS_BODY && b->pos == b->last)
+			b->pos = b->last = c->x->rscan =
+			    b->start; /* all written: reuse the buffer */
+		if (c->x->resp_state == RS_HEAD && b->last > b->pos) {
+			c->x->resp.headers = c->x->resph;
+			c->x->resp.max_headers = TG_PROXY_MAX_HEADERS;
 			tg_http_limits_t lim = {TG_PROXY_BUF_SIZE, 0};
-			int r = tg_http_parse_response_resume(b->pos, (size_t)(b->last - b->pos),
-							      &c->resp, c->req.method_id, &lim);
+			int r =
+			    tg_http_parse_response_resume(b->pos, (size_t)(b->last - b->pos),
+							  &c->x->resp, c->x->req.method_id, &lim);
 			if (r == TG_ERROR)
 				return upstream_failed(c, F_PROTO);
 			if (r > 0) {
@@ -1170,12 +1198,12 @@ static int pump_response(tg_cconn_t *c)
 		ssize_t n = tg_cio_read(u->tls, u->io.fd, b->last, space);
 		if (n > 0) {
 			b->last += n;
-			c->up_bytes += (uint64_t)n;
-			c->last_uread = now_ms(c);
+			c->x->up_bytes += (uint64_t)n;
+			c->x->last_uread = now_ms(c);
 			if ((size_t)n < space && !u->rdhup)
 				u->rd = 0;
 			progress = PUMP_PROGRESS;
-			if (c->resp_state == RS_BODY && frame_resp(c) < 0) {
+			if (c->x->resp_state == RS_BODY && frame_resp(c) < 0) {
 				tg_client_close(c);
 				return PUMP_SWITCH;
 			}
@@ -1187,17 +1215,18 @@ static int pump_response(tg_cconn_t *c)
 		}
 		if (n < 0 && errno == EINTR)
 			continue;
-		if (n == 0 && c->resp_state == RS_BODY && c->resp.body == TG_BODY_UNTIL_CLOSE) {
-			c->rbody_done = 1;
-			c->up_reusable = 0;
+		if (n == 0 && c->x->resp_state == RS_BODY &&
+		    c->x->resp.body == TG_BODY_UNTIL_CLOSE) {
+			c->x->rbody_done = 1;
+			c->x->up_reusable = 0;
 			continue;
 		}
-		if (c->resp_state == RS_BODY) {
+		if (c->x->resp_state == RS_BODY) {
 			/* Truncated body: the client cannot be told; end the connection. */
 			tg_client_close(c);
 			return PUMP_SWITCH;
 		}
-		if (c->up_bytes)
+		if (c->x->up_bytes)
 			return upstream_failed(c, F_PROTO);
 		return upstream_failed(c, n < 0 && errno == ECONNRESET ? F_RESET : F_EOF);
 	}
@@ -1208,7 +1237,7 @@ static int pump_response(tg_cconn_t *c)
 
 static uint64_t proxy_deadline(const tg_cconn_t *c, int *which)
 {
-	const tg_route_opts_t *o = &c->route->opts;
+	const tg_route_opts_t *o = &c->x->route->opts;
 	uint64_t d = UINT64_MAX;
 	int wh = W_NONE;
 #define CAND(t, k)                                                                                 \
@@ -1219,19 +1248,20 @@ static uint64_t proxy_deadline(const tg_cconn_t *c, int *which)
 			wh = (k);                                                                  \
 		}                                                                                  \
 	} while (0)
-	if (c->up && (c->up->state == UC_CONNECTING || c->up->state == UC_HANDSHAKE)) {
-		CAND(c->connect_deadline, W_CONNECT);
+	if (c->x->up && (c->x->up->state == UC_CONNECTING || c->x->up->state == UC_HANDSHAKE)) {
+		CAND(c->x->connect_deadline, W_CONNECT);
 	} else {
-		if (!c->req_sent) {
-			if (c->uiov_i < c->uiov_n || c->in->pos < c->scan)
-				CAND(c->last_uwrite + o->proxy_send_timeout_ms, W_USEND);
+		if (!c->x->req_sent) {
+			if (c->x->uiov_i < c->x->uiov_n || c->in->pos < c->x->scan)
+				CAND(c->x->last_uwrite + o->proxy_send_timeout_ms, W_USEND);
 			else
-				CAND(c->last_cread + c->set->client_body_timeout_ms, W_CBODY);
+				CAND(c->x->last_cread + c->x->set->client_body_timeout_ms, W_CBODY);
 		}
-		if (c->ciov_i < c->ciov_n)
-			CAND(c->last_cwrite + o->proxy_send_timeout_ms, W_CWRITE);
-		else if (c->resp_state != RS_DONE && (c->req_sent || c->resp_state != RS_HEAD))
-			CAND(c->last_uread + o->proxy_read_timeout_ms, W_UREAD);
+		if (c->x->ciov_i < c->x->ciov_n)
+			CAND(c->x->last_cwrite + o->proxy_send_timeout_ms, W_CWRITE);
+		else if (c->x->resp_state != RS_DONE &&
+			 (c->x->req_sent || c->x->resp_state != RS_HEAD))
+			CAND(c->x->last_uread + o->proxy_read_timeout_ms, W_UREAD);
 	}
 #undef CAND
 	if (which)
@@ -1242,7 +1272,7 @@ static uint64_t proxy_deadline(const tg_cconn_t *c, int *which)
 static int step_proxy(tg_cconn_t *c)
 {
 	for (;;) {
-		tg_uconn_t *u = c->up;
+		tg_uconn_t *u = c->x->up;
 		if (u->state == UC_CONNECTING) {
 			if (!u->wr)
 				break;
@@ -1273,12 +1303,12 @@ static int step_proxy(tg_cconn_t *c)
 		int r2 = pump_response(c);
 		if (r2 == PUMP_SWITCH)
 			return STEP_AGAIN;
-		if (c->resp_state == RS_DONE && c->ciov_i == c->ciov_n) {
-			if (!c->req_sent) {
+		if (c->x->resp_state == RS_DONE && c->x->ciov_i == c->x->ciov_n) {
+			if (!c->x->req_sent) {
 				/* Answered before the request was complete: the rest of
 				 * the body will never be read, so both sides close. */
-				c->keep = 0;
-				c->up_reusable = 0;
+				c->x->keep = 0;
+				c->x->up_reusable = 0;
 			}
 			return exchange_done(c);
 		}
@@ -1306,11 +1336,11 @@ static void proxy_timeout(tg_cconn_t *c)
 		upstream_failed(c, F_TIMEOUT);
 		break;
 	case W_CBODY:
-		if (c->resp_started) {
+		if (c->x->resp_started) {
 			tg_client_close(c);
 			return;
 		}
-		c->keep = 0;
+		c->x->keep = 0;
 		local_response(c, 408);
 		break;
 	default:
@@ -1327,31 +1357,31 @@ static void proxy_timeout(tg_cconn_t *c)
 static int start_tunnel(tg_cconn_t *c)
 {
 	tg_worker_t *w = c->w;
-	if (!c->req_sent) {
+	if (!c->x->req_sent) {
 		tg_client_close(c);
 		return PUMP_SWITCH;
 	}
 	/* Logged now: the head is about to be overwritten by tunnel bytes. */
-	c->t_up_end_ns = tg_clock_ns();
+	c->x->t_up_end_ns = now_ns(c);
 	log_exchange(c);
 	tg_buf_t *in = c->in;
-	size_t left = (size_t)(in->last - c->scan);
-	memmove(in->start, c->scan, left);
+	size_t left = (size_t)(in->last - c->x->scan);
+	memmove(in->start, c->x->scan, left);
 	in->pos = in->start;
 	in->last = in->start + left;
-	c->head_len = 0;
+	c->x->head_len = 0;
 	c->phase = CP_TUNNEL;
 	/* Idle limit of the tunnel: the larger of the route's read and send
 	 * timeouts (ingress-nginx's websocket behaviour). Read before the
 	 * snapshot reference goes: the route lives in it. */
-	uint32_t rt = c->route->opts.proxy_read_timeout_ms;
-	uint32_t st = c->route->opts.proxy_send_timeout_ms;
-	c->tunnel_idle_ms = rt > st ? rt : st;
-	c->route = NULL;
-	c->backend = NULL;
-	c->set = NULL;
+	uint32_t rt = c->x->route->opts.proxy_read_timeout_ms;
+	uint32_t st = c->x->route->opts.proxy_send_timeout_ms;
+	c->x->tunnel_idle_ms = rt > st ? rt : st;
+	c->x->route = NULL;
+	c->x->backend = NULL;
+	c->x->set = NULL;
 	snap_unuse(c);
-	c->last_cread = w->loop.now_ms;
+	c->x->last_cread = w->loop.now_ms;
 	return PUMP_SWITCH;
 }
 
@@ -1411,7 +1441,7 @@ static int relay(tg_tls_conn_t *stls, int sfd, uint8_t *srd, uint8_t srdhup, tg_
 
 static int step_tunnel(tg_cconn_t *c)
 {
-	tg_uconn_t *u = c->up;
+	tg_uconn_t *u = c->x->up;
 	for (;;) {
 		int f = flush_client(c); /* the 101 head first */
 		if (f < 0) {
@@ -1421,27 +1451,27 @@ static int step_tunnel(tg_cconn_t *c)
 		int p1 = 0;
 		if (f > 0) {
 			p1 = relay(u->tls, u->io.fd, &u->rd, u->rdhup, u->buf, c->tls, c->io.fd,
-				   &c->wr, &c->u_eof);
+				   &c->wr, &c->x->u_eof);
 			if (p1 < 0) {
 				tg_client_close(c);
 				return STEP_BLOCKED;
 			}
 		}
 		int p2 = relay(c->tls, c->io.fd, &c->rd, c->rdhup, c->in, u->tls, u->io.fd, &u->wr,
-			       &c->c_eof);
+			       &c->x->c_eof);
 		if (p2 < 0) {
 			tg_client_close(c);
 			return STEP_BLOCKED;
 		}
-		if (c->u_eof && c->c_eof) {
+		if (c->x->u_eof && c->x->c_eof) {
 			tg_client_close(c);
 			return STEP_BLOCKED;
 		}
 		if (!p1 && !p2)
 			break;
-		c->last_cread = now_ms(c);
+		c->x->last_cread = now_ms(c);
 	}
-	set_deadline(c, c->last_cread + c->tunnel_idle_ms);
+	set_deadline(c, c->x->last_cread + c->x->tunnel_idle_ms);
 	return STEP_BLOCKED;
 }
 
@@ -1504,26 +1534,15 @@ static void client_timer(tg_timer_t *t)
 	switch (c->phase) {
 	case CP_HEAD:
 		/* client-header-timeout covers the whole head (slowloris). */
-		c->active = 1;
-		c->t_start_ns = tg_clock_ns();
-		c->head_len = 0;
-		c->keep = 0;
-		c->body_done = 0;
-		c->sent_bytes = c->resp_head_bytes = c->up_bytes = 0;
-		c->up_addr = NULL;
-		c->up_status = 0;
-		c->t_up_start_ns = 0;
-		c->reqid_client = (tg_str_t){NULL, 0};
-		c->ciov_i = c->ciov_n = 0;
-		local_response(c, 408);
+		head_failed(c, 408);
 		client_run(c);
 		return;
 	case CP_PROXY:
 		proxy_timeout(c);
 		return;
 	case CP_TUNNEL:
-		if (c->last_cread + c->tunnel_idle_ms > now_ms(c)) {
-			set_deadline(c, c->last_cread + c->tunnel_idle_ms);
+		if (c->x->last_cread + c->x->tunnel_idle_ms > now_ms(c)) {
+			set_deadline(c, c->x->last_cread + c->x->tunnel_idle_ms);
 			return;
 		}
 		tg_client_close(c);
@@ -1594,9 +1613,7 @@ int tg_client_accept_from(tg_worker_t *w, int lfd, int max)
 			close(fd);
 			continue;
 		}
-		/* Zero only the connection-level part; exchange fields are set per
-		 * request and the header arrays are written by the parser. */
-		memset(c, 0, offsetof(tg_cconn_t, uiov));
+		memset(c, 0, sizeof(*c)); /* no exchange until a request starts */
 		c->io.fd = fd;
 		c->io.fn = client_event;
 		c->w = w;

@@ -14,7 +14,9 @@ typedef struct builder {
 	bool full;	   /* something did not fit */
 } builder_t;
 
-static void add_ref(builder_t *b, const char *p, size_t len)
+/* Inlined (as add_text): called a dozen times per head, mostly with
+ * literals whose length is a constant. */
+static inline __attribute__((always_inline)) void add_ref(builder_t *b, const char *p, size_t len)
 {
 	if (len == 0)
 		return;
@@ -34,7 +36,7 @@ static void add_ref(builder_t *b, const char *p, size_t len)
 	b->n++;
 }
 
-static void add_text(builder_t *b, const char *p, size_t len)
+static inline __attribute__((always_inline)) void add_text(builder_t *b, const char *p, size_t len)
 {
 	if (b->used + len > b->cap) {
 		b->full = true;

@@ -379,12 +379,12 @@ static tg_str_t trim(const char *p, const char *e)
 }
 
 /* nginx's real_ip_recursive over X-Forwarded-For: right to left, skipping
- * trusted addresses. Sets c->xip to the client found. */
+ * trusted addresses. Sets c->x->xip to the client found. */
 static void real_ip(tg_cconn_t *c, const tg_settings_t *s)
 {
 	tg_str_t found = {NULL, 0};
-	for (size_t i = c->req.num_headers; i-- > 0;) {
-		const tg_http_header_t *h = &c->reqh[i];
+	for (size_t i = c->x->req.num_headers; i-- > 0;) {
+		const tg_http_header_t *h = &c->x->reqh[i];
 		if (!(h->flags & TG_HDR_XFWD) || !tg_str_caseeq(h->name, "x-forwarded-for", 15))
 			continue;
 		const char *lo = h->value.ptr, *e = lo + h->value.len;
@@ -406,22 +406,22 @@ static void real_ip(tg_cconn_t *c, const tg_settings_t *s)
 		}
 	}
 done:
-	if (found.len && found.len < sizeof(c->xip)) {
-		memcpy(c->xip, found.ptr, found.len);
-		c->xiplen = (uint8_t)found.len;
+	if (found.len && found.len < sizeof(c->x->xip)) {
+		memcpy(c->x->xip, found.ptr, found.len);
+		c->x->xiplen = (uint8_t)found.len;
 	}
 }
 
 void tg_cio_forwarded(tg_cconn_t *c)
 {
-	const tg_settings_t *s = c->set;
-	c->trusted = 0;
-	c->xiplen = 0;
+	const tg_settings_t *s = c->x->set;
+	c->x->trusted = 0;
+	c->x->xiplen = 0;
 	if (!s->use_forwarded_headers ||
 	    !tg_cidr_match(s->proxy_real_ip_cidr, s->n_proxy_real_ip_cidr, c->peer_family,
 			   c->peer_addr))
 		return;
-	c->trusted = 1;
+	c->x->trusted = 1;
 	/* With PROXY protocol, its header names the client (ingress-nginx:
 	 * real_ip_header proxy_protocol). */
 	if (!s->use_proxy_protocol)
@@ -433,10 +433,10 @@ static bool https_request(const tg_cconn_t *c)
 {
 	if (c->tls)
 		return true;
-	if (!c->trusted)
+	if (!c->x->trusted)
 		return false;
-	for (size_t i = 0; i < c->req.num_headers; i++) {
-		const tg_http_header_t *h = &c->reqh[i];
+	for (size_t i = 0; i < c->x->req.num_headers; i++) {
+		const tg_http_header_t *h = &c->x->reqh[i];
 		if ((h->flags & TG_HDR_XFWD) && tg_str_caseeq(h->name, "x-forwarded-proto", 17))
 			return tg_str_caseeq(h->value, "https", 5);
 	}
@@ -460,14 +460,14 @@ int tg_cio_route_check(tg_cconn_t *c, const tg_route_t *rt)
 		 * check only runs on TLS connections); a required one is refused. */
 		if (o->client_auth_verify != TG_TLS_VERIFY_ON)
 			return 0;
-		c->local_detail = "No required SSL certificate was sent";
+		c->x->local_detail = "No required SSL certificate was sent";
 		return 400;
 	}
 	const char *reason = NULL;
 	int st = tg_tls_conn_check_client_auth(c->tls, o->client_auth, &reason, &c->tlsh);
 	if (st) {
 		if (st == 400)
-			c->local_detail = reason;
+			c->x->local_detail = reason;
 		return st;
 	}
 	if (c->tlsh.oom)

@@ -23,12 +23,20 @@
 
 static uint32_t addr_hash(const struct sockaddr_storage *a, socklen_t len)
 {
+	/* Family, port and address; sin_zero / scope bytes are zero in both.
+	 * Eight bytes a step (once per request: a pool lookup). */
 	const uint8_t *p = (const uint8_t *)a;
-	uint32_t h = 2166136261u;
-	/* Family, port and address; sin_zero / scope bytes are zero in both. */
-	for (socklen_t i = 0; i < len; i++)
-		h = (h ^ p[i]) * 16777619u;
-	return h;
+	uint64_t h = 0x9e3779b97f4a7c15ull ^ len;
+	socklen_t i = 0;
+	for (; i + 8 <= len; i += 8) {
+		uint64_t w;
+		memcpy(&w, p + i, 8);
+		h = (h ^ w) * 0xff51afd7ed558ccdull;
+		h ^= h >> 32;
+	}
+	for (; i < len; i++)
+		h = (h ^ p[i]) * 0x100000001b3ull;
+	return (uint32_t)(h ^ (h >> 29));
 }
 
 static bool addr_eq(const tg_upool_t *p, const struct sockaddr_storage *a, socklen_t len)

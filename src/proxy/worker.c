@@ -106,6 +106,7 @@ static void free_graves(tg_worker_t *w)
 	while (w->cgrave) {
 		tg_cconn_t *c = w->cgrave;
 		w->cgrave = c->gnext;
+		tg_pool_put(&w->xpool, c->x); /* kept through the batch: tg_client_close */
 		tg_pool_put(&w->cpool, c);
 	}
 	while (w->ugrave) {
@@ -297,6 +298,7 @@ static void worker_destroy(tg_worker_t *w)
 	tg_loop_destroy(&w->loop);
 	tg_pool_destroy(&w->cpool);
 	tg_pool_destroy(&w->upool_objs);
+	tg_pool_destroy(&w->xpool);
 	tg_bufpool_destroy(&w->bufs);
 	tg_wstats_destroy(&w->stats);
 	free(w->rr);
@@ -312,7 +314,12 @@ static int worker_init(tg_proxy_t *p, tg_worker_t *w, int id, int lfd)
 	w->wio.fd = -1;
 	tg_pool_init(&w->cpool, sizeof(tg_cconn_t), 1024);
 	tg_pool_init(&w->upool_objs, sizeof(tg_uconn_t), 1024);
-	tg_bufpool_init(&w->bufs, TG_PROXY_BUF_SIZE, 1024);
+	/* Exchanges and I/O buffers exist only for requests in progress. The
+	 * caches cover the swings of the number in progress; beyond them the
+	 * memory is unmapped when returned, so a burst (thousands of connections
+	 * that made one request each and went idle) leaves no megabytes behind. */
+	tg_pool_init(&w->xpool, sizeof(tg_exch_t), 64);
+	tg_bufpool_init(&w->bufs, TG_PROXY_BUF_SIZE, 256);
 	tg_rand_seed(&w->rng);
 	tg_settings_defaults(&w->defaults);
 	w->logring = p->log ? tg_accesslog_ring(p->log, id) : NULL;

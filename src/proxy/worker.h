@@ -116,45 +116,22 @@ enum {
 /* Response progress within CP_PROXY. */
 enum { RS_HEAD, RS_BODY, RS_DONE };
 
-struct tg_cconn {
-	tg_io_t io;		 /* fd + handler */
-	tg_worker_t *w;		 /* owning worker */
-	tg_timer_t timer;	 /* the one deadline of this connection (phase-dependent) */
-	tg_cconn_t *next, *prev; /* worker's list of client connections */
-	tg_cconn_t *gnext;	 /* graveyard link after close */
-	tg_buf_t *in;		 /* request bytes (NULL while idle with nothing buffered) */
-	uint8_t phase;		 /* CP_* */
-	uint8_t rd, wr, rdhup;	 /* readiness, as for tg_uconn */
-	uint8_t keep;		 /* keep the connection after this exchange */
-	uint8_t closing;	 /* closed or being closed */
-	uint8_t iplen;		 /* bytes of ip */
-	char ip[46];		 /* client address text (X-Real-IP, logs) */
-	uint64_t born_ms;	 /* accept time (keep-alive-time) */
-	uint64_t idle_since_ms;	 /* entered CP_IDLE (accept or last response): drain */
-	uint64_t head_start_ms;	 /* first byte of the current head (header timeout) */
-	uint32_t nreq;		 /* requests started on this connection */
-	/* --- TLS, PROXY protocol, forwarded headers (tls_io.c) --- */
-	tg_tls_conn_t *tls;	  /* TLS state on the HTTPS listener, else NULL */
-	uint8_t tls_shut;	  /* close_notify queued, SHUT_WR waits for its flush */
-	uint8_t peer_family;	  /* client address (after PROXY): AF_INET/AF_INET6 */
-	uint8_t peer_addr[16];	  /* its bytes, network order */
-	uint8_t trusted;	  /* this request's X-Forwarded-* are honoured */
-	uint8_t xiplen;		  /* bytes of xip (0: the client address is ip) */
-	char xip[46];		  /* client address taken from X-Forwarded-For */
-	const char *local_detail; /* next local response: nginx-style detail line */
-	tg_str_t local_location;  /* next local response: its Location value (redirect
-				   * annotations; len 0: none, or ssl-redirect's) */
-	tg_buf_t *xbuf;		  /* annotations' per-request text (rewritten target,
-				   * redirect Location), from the buffer pool; NULL
-				   * when unused */
-	tg_sbuf_t tlsh;		  /* ssl-client-* header lines for this request */
-
-	/* --- the current exchange --- */
+/*
+ * One request/response exchange: everything that exists only while a request
+ * is in progress (parsed heads, header arrays, iovecs, scratch, body scanners,
+ * timings). Taken from the worker's free list (tg_exch_get) when the first
+ * byte of a request head is there, given back (tg_exch_put) when the
+ * connection goes idle or closes, so an idle keep-alive connection holds only
+ * its tg_cconn_t. Fields up to `req` are zeroed when taken (exch_scalars).
+ */
+typedef struct tg_exch {
 	tg_snapref_t *sref;	     /* snapshot the request routes on (a user of it) */
 	const tg_route_t *route;     /* matched route (NULL: none yet / 404) */
 	const tg_backend_t *backend; /* route's backend */
 	const tg_settings_t *set;    /* settings used for this request */
+	tg_uconn_t *up;		     /* upstream connection in use */
 	uint32_t ep_idx;	     /* endpoint index in backend */
+	uint8_t keep;		     /* keep the connection after this exchange */
 	uint8_t tries;		     /* connect attempts made */
 	uint8_t stale_retried;	     /* the one retry after a dead pooled connection is used */
 	uint8_t replayable;	     /* every request byte sent so far is still in `in` */
@@ -167,27 +144,29 @@ struct tg_cconn {
 	uint8_t c_eof, u_eof;	     /* tunnel: direction finished */
 	uint8_t active;		     /* a request is in progress and not logged yet */
 	uint8_t rbody_done;	     /* the whole response body has been framed */
+	uint8_t trusted;	     /* this request's X-Forwarded-* are honoured */
+	uint8_t xiplen;		     /* bytes of xip (0: the client address is ip) */
 	uint32_t tunnel_idle_ms;     /* tunnel: close after this long without traffic */
-	tg_http_request_t req;	     /* parsed head (slices into in) */
-	size_t head_len;	     /* bytes of the head at in->start */
+	char xip[46];		     /* client address taken from X-Forwarded-For */
+	const char *local_detail;    /* next local response: nginx-style detail line */
+	tg_str_t local_location;     /* next local response: its Location value (redirect
+				      * annotations; len 0: none, or ssl-redirect's) */
+	tg_buf_t *xbuf;		     /* annotations' per-request text (rewritten target,
+				      * redirect Location), from the buffer pool; NULL
+				      * when unused */
+	size_t head_len;	     /* bytes of the head at in->start (0: none parsed) */
 	char *base;		     /* in->start + head_len: where body bytes start */
 	char *scan;		     /* end of the body bytes framed so far */
 	uint64_t cl_left;	     /* Content-Length body bytes not framed yet */
-	tg_http_chunked_t chunk;     /* chunked request body scanner */
 	uint64_t body_raw;	     /* request body bytes received (as sent, framing included) */
-	tg_uconn_t *up;		     /* upstream connection in use */
 	uint64_t attempt_bytes;	     /* bytes written upstream in the current attempt */
 	uint64_t attempt_base;	     /* up->sent when the current attempt started */
 	uint64_t connect_deadline;   /* ms */
 	uint64_t last_cread, last_cwrite, last_uread, last_uwrite; /* progress times (ms) */
-	struct iovec uiov[TG_PROXY_IOV];			   /* pending upstream writes */
-	int uiov_i, uiov_n;					   /* next, end */
-	struct iovec ciov[TG_PROXY_IOV];			   /* pending client writes */
-	int ciov_i, ciov_n;					   /* next, end */
-	tg_http_response_t resp;  /* parsed response head (slices into up->buf) */
+	int uiov_i, uiov_n;					   /* uiov: next, end */
+	int ciov_i, ciov_n;					   /* ciov: next, end */
 	char *rscan;		  /* end of response bytes framed so far */
 	uint64_t rcl_left;	  /* Content-Length response bytes not framed yet */
-	tg_http_chunked_t rchunk; /* chunked response scanner */
 	uint64_t resp_head_bytes; /* response head bytes sent to the client */
 	uint64_t sent_bytes;	  /* bytes written to the client this exchange */
 	uint64_t up_bytes;	  /* response bytes received from upstream */
@@ -197,12 +176,47 @@ struct tg_cconn {
 	uint64_t t_start_ns;	  /* request head complete */
 	uint64_t t_up_start_ns;	  /* last attempt started */
 	uint64_t t_up_end_ns;	  /* response complete from upstream */
-	char reqid[32];		  /* generated X-Request-ID */
 	tg_str_t reqid_client;	  /* the client's X-Request-ID (len 0: none) */
-	char uadd[640];		  /* scratch for the upstream head additions */
-	char cadd[512];		  /* scratch for response head additions / local responses */
+	/* --- not zeroed when taken: set before use --- */
+	tg_http_request_t req;		 /* parsed head (slices into in); priv zeroed when taken */
+	tg_http_chunked_t chunk;	 /* chunked request body scanner */
+	tg_http_response_t resp;	 /* parsed response head (slices into up->buf) */
+	tg_http_chunked_t rchunk;	 /* chunked response scanner */
+	char reqid[32];			 /* generated X-Request-ID */
+	char uadd[640];			 /* scratch for the upstream head additions */
+	char cadd[512];			 /* scratch for response head additions / local responses */
+	struct iovec uiov[TG_PROXY_IOV]; /* pending upstream writes */
+	struct iovec ciov[TG_PROXY_IOV]; /* pending client writes */
 	tg_http_header_t reqh[TG_PROXY_MAX_HEADERS];  /* request fields */
 	tg_http_header_t resph[TG_PROXY_MAX_HEADERS]; /* response fields */
+} tg_exch_t;
+
+/* A client connection. Small on purpose (issue 7): thousands of idle
+ * keep-alive connections each hold only this (the input buffer and the
+ * exchange are given back when the connection goes idle). */
+struct tg_cconn {
+	tg_io_t io;		 /* fd + handler */
+	tg_worker_t *w;		 /* owning worker */
+	tg_timer_t timer;	 /* the one deadline of this connection (phase-dependent) */
+	tg_cconn_t *next, *prev; /* worker's list of client connections */
+	tg_cconn_t *gnext;	 /* graveyard link after close */
+	tg_buf_t *in;		 /* request bytes (NULL while idle with nothing buffered) */
+	tg_exch_t *x;		 /* the current exchange (NULL while idle / lingering) */
+	uint8_t phase;		 /* CP_* */
+	uint8_t rd, wr, rdhup;	 /* readiness, as for tg_uconn */
+	uint8_t closing;	 /* closed or being closed */
+	uint8_t iplen;		 /* bytes of ip */
+	uint8_t tls_shut;	 /* close_notify queued, SHUT_WR waits for its flush */
+	uint8_t peer_family;	 /* client address (after PROXY): AF_INET/AF_INET6 */
+	uint32_t nreq;		 /* requests started on this connection */
+	char ip[46];		 /* client address text (X-Real-IP, logs) */
+	uint8_t peer_addr[16];	 /* client address bytes (after PROXY), network order */
+	uint64_t born_ms;	 /* accept time (keep-alive-time) */
+	uint64_t idle_since_ms;	 /* entered CP_IDLE (accept or last response): drain */
+	uint64_t head_start_ms;	 /* first byte of the current head (header timeout) */
+	tg_tls_conn_t *tls;	 /* TLS state on the HTTPS listener, else NULL */
+	tg_sbuf_t tlsh;		 /* ssl-client-* header lines of the last request that
+				  * asked for a certificate (kept: see annot.c) */
 };
 
 struct tg_worker {
@@ -214,6 +228,7 @@ struct tg_worker {
 	tg_io_t wio;				 /* eventfd: commands from other threads */
 	tg_pool_t cpool;			 /* free tg_cconn_t */
 	tg_pool_t upool_objs;			 /* free tg_uconn_t */
+	tg_pool_t xpool;			 /* free tg_exch_t */
 	tg_bufpool_t bufs;			 /* free I/O buffers */
 	tg_snapref_t *cur;			 /* current snapshot (NULL before the first) */
 	tg_snapref_t *snaps;			 /* every snapshot held, cur included */
