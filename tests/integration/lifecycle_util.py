@@ -39,8 +39,19 @@ _libc = ctypes.CDLL(None, use_errno=True)
 class Load:
     """Steady keep-alive load from `conns` threads against 127.0.0.1:port."""
 
-    def __init__(self, port, conns=16, path="/", host="app.test", pause=0.0):
+    def __init__(self, port, conns=16, path="/", host="app.test", pause=0.0, tls=False):
         self.port, self.path, self.host, self.pause = port, path, host, pause
+        # tls: every connection is HTTPS with SNI = host (the certificate is
+        # not verified: these tests check the connection's life, not its
+        # identity). A Connection: close response must then end with the
+        # server's close_notify and FIN (recv returns b""); a TLS connection
+        # cut without close_notify counts as a failure.
+        self.ctx = None
+        if tls:
+            import ssl
+            self.ctx = ssl.SSLContext(ssl.PROTOCOL_TLS_CLIENT)
+            self.ctx.check_hostname = False
+            self.ctx.verify_mode = ssl.CERT_NONE
         self.lock = threading.Lock()
         self.ok = 0
         self.failures = []  # (time, reason)
@@ -84,6 +95,14 @@ class Load:
                     time.sleep(0.01)
                     continue
                 sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
+                if self.ctx is not None:
+                    try:
+                        sock = self.ctx.wrap_socket(sock, server_hostname=self.host)
+                    except OSError as e:
+                        self._fail(f"TLS handshake: {e!r}")
+                        sock.close()
+                        sock = None
+                        continue
                 conn = Conn(sock)
                 with self.lock:
                     self.connects += 1
@@ -150,8 +169,9 @@ class Proc:
                 "--workers", str(workers)] + list(args)
         self.proc = subprocess.Popen(argv, stdout=open(self.out_path, "wb"),
                                      stderr=open(self.err_path, "wb"))
-        m = self.wait_log(r"serving http on port (\d+) .*admin on port (\d+)")
-        self.port, self.admin_port = int(m.group(1)), int(m.group(2))
+        m = self.wait_log(r"serving http on port (\d+) .*https on port (\d+), admin on port (\d+)")
+        self.port, self.https_port, self.admin_port = (int(m.group(1)), int(m.group(2)),
+                                                       int(m.group(3)))
 
     def stderr(self):
         with open(self.err_path, "rb") as f:

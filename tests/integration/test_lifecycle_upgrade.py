@@ -1,4 +1,4 @@
-"""SIGUSR2 binary upgrade (issue 4): the binary at the same path starts with
+"""SIGUSR2 binary upgrade (issue 4), HTTP and HTTPS: the binary at the same path starts with
 the same arguments, adopts the listening sockets, reports ready, and the old
 process drains; under steady load nothing fails and no connect is refused.
 A new binary that cannot start leaves the old one serving, with the reason
@@ -58,6 +58,10 @@ def test_sigusr2_upgrade_under_load(tmp_path, backend):
                    args=["--shutdown-grace-period", "1"])
         new_pid = newer_pid = None
         load = Load(old.port, conns=16).start()
+        # HTTPS too: its listening socket is handed over the same way, and
+        # each HTTPS connection to the old process must end with
+        # close_notify + FIN after a complete response.
+        tload = Load(old.https_port, conns=6, tls=True).start()
         try:
             time.sleep(0.5)
             # The file at the binary's path is replaced first, as a package
@@ -71,9 +75,10 @@ def test_sigusr2_upgrade_under_load(tmp_path, backend):
             log = old.stderr()
             assert f"adopted 1 listening socket on port {old.port}" in log, log[-3000:]
             assert f"serving http on port {old.port} (2 workers)" in log, log[-3000:]
-            ok_before = load.ok
+            ok_before, tok_before = load.ok, tload.ok
             time.sleep(0.5)
             assert load.ok > ok_before  # still served, by the new process alone
+            assert tload.ok > tok_before
             # It can be upgraded again (the handover left nothing behind).
             mark = len(old.stderr())
             os.kill(new_pid, signal.SIGUSR2)
@@ -84,14 +89,18 @@ def test_sigusr2_upgrade_under_load(tmp_path, backend):
             new_pid = None
             time.sleep(0.5)
             load.stop()
+            tload.stop()
             load.assert_clean()
-            assert b.requests >= load.ok
+            tload.assert_clean()
+            assert tload.connects > 6  # the drains made HTTPS clients reconnect
+            assert b.requests >= load.ok + tload.ok
             # /healthz and /metrics come from the newest process now.
             assert old.admin("/healthz") == (200, "ok\n")
             assert "tidegate_draining 0" in old.admin("/metrics")[1]
             old.check_stderr()
         finally:
             load.stop()
+            tload.stop()
             for pid in (new_pid, newer_pid):
                 if pid:
                     try:
