@@ -27,6 +27,7 @@
 #include <linux/if_link.h>
 #include <net/if.h>
 #include <netinet/in.h>
+#include <stddef.h>
 #include <stdlib.h>
 #include <string.h>
 #include <sys/utsname.h>
@@ -572,6 +573,115 @@ int tg_dp_real_invalidate(tg_dp_t *dp, uint32_t real_id)
 		dp->real_gone_ns[real_id] = now_mono_ns();
 	dp->real_valid[real_id] = false;
 	return 0;
+}
+
+/* Deletes the entries of one flow table (IPv6's when v6) whose VIP tag is
+ * `tag` and whose value names real_id, and every CPU's cached copy of them.
+ * The table is read whole in batches first and the matching keys deleted
+ * after, since deleting during the walk would disturb it. Returns the count
+ * deleted or -errno. */
+static int purge_table(tg_dp_t *dp, bool v6, uint32_t tag, uint32_t real_id)
+{
+	int fd = bpf_map__fd(v6 ? dp->skel->maps.tg_flows6 : dp->skel->maps.tg_flows4);
+	int cache_fd = bpf_map__fd(dp->skel->maps.tg_flow_cache);
+	size_t key_size = v6 ? sizeof(struct tg_flow6_key) : sizeof(struct tg_flow4_key);
+	size_t tag_off =
+	    v6 ? offsetof(struct tg_flow6_key, vip_tag) : offsetof(struct tg_flow4_key, vip_tag);
+	enum { BATCH = 4096 };
+	uint8_t *keys = malloc(BATCH * key_size);
+	struct tg_flow_val *vals = malloc(BATCH * sizeof(*vals));
+	uint8_t *hits = NULL;
+	size_t n_hits = 0, cap_hits = 0;
+	uint64_t in_batch = 0, out_batch = 0; /* opaque, >= 4 bytes for hash maps */
+	bool first = true;
+	int rc = 0;
+
+	if (!keys || !vals) {
+		rc = -ENOMEM;
+		goto out;
+	}
+	for (;;) {
+		uint32_t count = BATCH;
+		int e = bpf_map_lookup_batch(fd, first ? NULL : &in_batch, &out_batch, keys, vals,
+					     &count, NULL);
+		bool end = e != 0 && errno == ENOENT;
+		if (e != 0 && !end) {
+			rc = -errno;
+			goto out;
+		}
+		for (uint32_t i = 0; i < count; i++) {
+			uint32_t t;
+			memcpy(&t, keys + i * key_size + tag_off, sizeof(t));
+			if (t != tag || vals[i].real_id != real_id)
+				continue;
+			if (n_hits == cap_hits) {
+				size_t cap = cap_hits ? cap_hits * 2 : 256;
+				uint8_t *h = realloc(hits, cap * key_size);
+				if (!h) {
+					rc = -ENOMEM;
+					goto out;
+				}
+				hits = h;
+				cap_hits = cap;
+			}
+			memcpy(hits + n_hits * key_size, keys + i * key_size, key_size);
+			n_hits++;
+		}
+		if (end)
+			break;
+		in_batch = out_batch;
+		first = false;
+	}
+	for (size_t i = 0; i < n_hits; i++) {
+		const uint8_t *k = hits + i * key_size;
+		/* One at a time: an entry the LRU evicted meanwhile is not an error. */
+		if (bpf_map_delete_elem(fd, k) == 0)
+			rc++;
+		else if (errno != ENOENT) {
+			rc = -errno;
+			break;
+		}
+		/* The per-CPU cached copies go too (as in tg_dp_flow_set), so the
+		 * flow's next packet is re-picked at once. */
+		uint32_t fold;
+		uint16_t sport;
+		if (v6) {
+			const struct tg_flow6_key *k6 = (const void *)k;
+			fold = k6->src[0] ^ k6->src[1] ^ k6->src[2] ^ k6->src[3];
+			sport = k6->sport;
+		} else {
+			const struct tg_flow4_key *k4 = (const void *)k;
+			fold = k4->src;
+			sport = k4->sport;
+		}
+		int e = percpu_zero(dp, cache_fd, tg_flow_cache_slot(fold, sport, tag),
+				    sizeof(struct tg_flow_cache));
+		if (e < 0) {
+			rc = e;
+			break;
+		}
+	}
+out:
+	free(keys);
+	free(vals);
+	free(hits);
+	return rc;
+}
+
+int tg_dp_flows_purge(tg_dp_t *dp, uint32_t vip_id, uint32_t real_id)
+{
+	if (vip_id >= TG_MAX_VIPS || real_id >= TG_MAX_REALS)
+		return -EINVAL;
+	if (!dp->vip_used[vip_id])
+		return -ENOENT;
+	uint32_t tag = dp->vip_tag[vip_id];
+	int n4 = purge_table(dp, false, tag, real_id);
+	if (n4 < 0)
+		return n4;
+	int n6 = purge_table(dp, true, tag, real_id);
+	if (n6 < 0)
+		return n6;
+	return n4 + n6;
 }
 
 /* Fills a fresh ring map: key 0 = size, keys 1..size = the table's real ids

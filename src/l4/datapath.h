@@ -111,6 +111,15 @@ int tg_dp_real_set(tg_dp_t *dp, uint32_t real_id, const struct sockaddr *addr);
  * tables no longer contain it. -EINVAL on a bad id. */
 int tg_dp_real_invalidate(tg_dp_t *dp, uint32_t real_id);
 
+/* Ends one VIP's flows on one real while the real stays valid for other
+ * VIPs (its deregistration delay in this VIP is over): deletes that VIP's
+ * flow-table entries that name real_id, so their next packet is re-picked
+ * through the VIP's table (which no longer holds the real; per-CPU cached
+ * copies expire within TG_FLOW_SYNC_NS). Walks the flow tables in batches:
+ * a rare, control-plane-only cost. Returns the number of entries deleted,
+ * -ENOENT when the VIP id is not set, or -errno. */
+int tg_dp_flows_purge(tg_dp_t *dp, uint32_t vip_id, uint32_t real_id);
+
 /* Installs a new Maglev table for the VIP: creates a fresh inner map of
  * size+1 entries (see the layout in bpf/abi.h), fills it, replaces the outer
  * slot in one update (packets see the old table or the new one, never a mix),

@@ -60,6 +60,12 @@ typedef struct vip_state {
 	uint64_t rebuild_ns_last;   /* the last build */
 } vip_state_t;
 
+/* A member whose drain ended: its VIP's flows on the real may have to end. */
+typedef struct purge {
+	uint32_t vip_id;  /* the VIP */
+	uint32_t real_id; /* the real */
+} purge_t;
+
 struct tg_l4_plane {
 	tg_l4_dp_ops_t ops;	 /* datapath */
 	pthread_mutex_t lock;	 /* see tg_l4_plane_lock */
@@ -71,6 +77,9 @@ struct tg_l4_plane {
 	uint64_t reloads_ok;	 /* successful reloads */
 	uint64_t reloads_failed; /* rejected reloads */
 	uint64_t dp_errors;	 /* datapath calls that failed */
+	purge_t *purges;	 /* sync: flows to end if the real stays valid */
+	size_t n_purges;	 /* queued */
+	size_t cap_purges;	 /* allocated */
 };
 
 static void seterr(char *err, size_t errlen, const char *fmt, ...)
@@ -129,6 +138,7 @@ void tg_l4_plane_free(tg_l4_plane_t *p)
 	free(p->vips);
 	free(p->reals);
 	free(p->scratch);
+	free(p->purges);
 	tg_l4_config_free(p->cfg);
 	pthread_mutex_destroy(&p->lock);
 	free(p);
@@ -287,6 +297,60 @@ static int rebuild(tg_l4_plane_t *p, uint32_t vip_id)
 	return rc;
 }
 
+/* Member (vip_id, real_id) stopped needing its real valid. If the real
+ * stays valid for another VIP, the flows of this VIP on it would live on
+ * until they idle out; sync() ends them (purge_flows). */
+static void queue_purge(tg_l4_plane_t *p, uint32_t vip_id, uint32_t real_id)
+{
+	if (!p->ops.flows_purge)
+		return;
+	if (p->n_purges == p->cap_purges) {
+		size_t cap = p->cap_purges ? p->cap_purges * 2 : 16;
+		void *np = realloc(p->purges, cap * sizeof(*p->purges));
+		if (!np) {
+			tg_error("balancer", "out of memory: the flows of a drained real stay "
+					     "until they idle out");
+			return;
+		}
+		p->purges = np;
+		p->cap_purges = cap;
+	}
+	p->purges[p->n_purges].vip_id = vip_id;
+	p->purges[p->n_purges].real_id = real_id;
+	p->n_purges++;
+}
+
+/* Last step of sync: for each queued member whose real is still valid (it
+ * serves another VIP) and that did not become active again, ends the VIP's
+ * flows on it. A real that went gone needs nothing: its flows are re-picked. */
+static void purge_flows(tg_l4_plane_t *p)
+{
+	for (size_t i = 0; i < p->n_purges; i++) {
+		uint32_t vid = p->purges[i].vip_id, rid = p->purges[i].real_id;
+		vip_state_t *v = &p->vips[vid];
+		if (!v->used || !p->reals[rid].valid)
+			continue;
+		bool needed = false;
+		for (size_t k = 0; k < v->n_members; k++)
+			if (v->members[k].real_id == rid && v->members[k].valid_needed)
+				needed = true;
+		if (needed)
+			continue;
+		int n = p->ops.flows_purge(p->ops.ctx, vid, rid);
+		char l[80], a[INET6_ADDRSTRLEN];
+		vip_label(v->cfg, l, sizeof(l));
+		tg_l4_ip_format(&p->reals[rid].ip, a, sizeof(a));
+		if (n < 0)
+			dp_fail(p, "flow purge", n);
+		else
+			tg_info("balancer",
+				"%s: real %s drained here but serves other VIPs: %d flow entr%s of "
+				"this VIP ended",
+				l, a, n, n == 1 ? "y" : "ies");
+	}
+	p->n_purges = 0;
+}
+
 /* Brings the datapath in line with the members (see the file comment). */
 static void sync(tg_l4_plane_t *p, uint64_t now)
 {
@@ -318,6 +382,8 @@ static void sync(tg_l4_plane_t *p, uint64_t now)
 				m->active = false;
 				m->drain_until = now + v->cfg->dereg_delay_ms;
 				m->valid_needed = v->cfg->dereg_delay_ms > 0;
+				if (!m->valid_needed)
+					queue_purge(p, id, m->real_id);
 				v->dirty = true;
 			}
 		}
@@ -362,6 +428,7 @@ static void sync(tg_l4_plane_t *p, uint64_t now)
 				dp_fail(p, "real invalidate", rc);
 		}
 	}
+	purge_flows(p);
 }
 
 uint64_t tg_l4_plane_tick(tg_l4_plane_t *p, uint64_t now)
@@ -377,6 +444,7 @@ uint64_t tg_l4_plane_tick(tg_l4_plane_t *p, uint64_t now)
 			member_t *m = &v->members[i];
 			if (!m->active && m->valid_needed && m->drain_until <= now) {
 				m->valid_needed = false;
+				queue_purge(p, id, m->real_id);
 				changed = true;
 			}
 			if (!m->configured && !m->active && !m->valid_needed) {

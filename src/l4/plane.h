@@ -71,6 +71,9 @@ typedef struct tg_l4_dp_ops {
 	int (*real_invalidate)(void *ctx, uint32_t real_id);
 	/* Installs a VIP's Maglev table (size entries of real ids). */
 	int (*maglev_swap)(void *ctx, uint32_t vip_id, const uint32_t *table, uint32_t size);
+	/* Optional (may be NULL): ends vip_id's flows on real_id while the real
+	 * stays valid for other VIPs. Returns the count ended or -errno. */
+	int (*flows_purge)(void *ctx, uint32_t vip_id, uint32_t real_id);
 	/* Optional (may be NULL): counters for metrics. */
 	int (*vip_stats)(void *ctx, uint32_t vip_id, tg_l4_counter_t *out);
 	int (*real_stats)(void *ctx, uint32_t real_id, tg_l4_counter_t *out);

@@ -56,6 +56,11 @@ static int real_invalidate(void *ctx, uint32_t real_id)
 	return tg_dp_real_invalidate(ctx, real_id);
 }
 
+static int flows_purge(void *ctx, uint32_t vip_id, uint32_t real_id)
+{
+	return tg_dp_flows_purge(ctx, vip_id, real_id);
+}
+
 static int maglev_swap(void *ctx, uint32_t vip_id, const uint32_t *table, uint32_t size)
 {
 	return tg_dp_maglev_swap(ctx, vip_id, table, size);
@@ -125,6 +130,7 @@ void tg_l4_plane_dp_ops(tg_dp_t *dp, tg_l4_dp_ops_t *ops)
 	ops->real_set = real_set;
 	ops->real_invalidate = real_invalidate;
 	ops->maglev_swap = maglev_swap;
+	ops->flows_purge = flows_purge;
 	ops->vip_stats = vip_stats;
 	ops->real_stats = real_stats;
 	ops->pair_stats = pair_stats;

@@ -1171,6 +1171,47 @@ static void test_counters(void **state)
 
 /* Flow entries are keyed by the VIP's flow tag, not its id: an id moved to
  * another address:port, or deleted and set again, inherits no flow. */
+/* A real drained in one VIP while it serves another: tg_dp_flows_purge ends
+ * that VIP's flows on it (entry and cached copies gone, the next packet is
+ * re-picked through the VIP's table), and nothing of the other VIP. */
+static void test_flows_purge_one_vip(void **state)
+{
+	NEED_NETNS();
+	fx_t *f = *state;
+	fx_spec_t s = tcp4(54400);
+	uint32_t first = predict(&s, 0, R_A, R_B);
+	uint32_t other = first == R_A ? R_B : R_A;
+	fx_spec_t u = tcp4(54400); /* same client, UDP VIP: another VIP, same real */
+	u.proto = IPPROTO_UDP;
+	u.dport = 53;
+	table_set(f, V_UDP4, first, 0);
+	fx_spec_t s6 = tcp6(54401);
+	int rc;
+
+	send_expect_real(f, &s, 0, first);
+	send_expect_real(f, &u, 0, first);
+	send_expect_real(f, &s6, 0, predict(&s6, 0, R_A6, R_B6));
+	/* first drains in the TCP VIP: its flow stays (sticky) ... */
+	table_set(f, V_TCP4, other, 0);
+	send_expect_real(f, &s, 0, first);
+	/* ... until the deregistration delay ends: purge. */
+	assert_int_equal(tg_dp_flows_purge(f->dp, V_TCP4, first), 1);
+	flow_get(f, &s, &rc);
+	assert_int_equal(rc, -ENOENT);
+	send_expect_real(f, &s, 0, other); /* at once: the cached copy went too */
+	/* The other VIP's flow and the IPv6 one are untouched. */
+	struct tg_flow_val v = flow_get(f, &u, &rc);
+	assert_int_equal(rc, 0);
+	assert_int_equal(v.real_id, first);
+	send_expect_real(f, &u, 0, first);
+	flow_get(f, &s6, &rc);
+	assert_int_equal(rc, 0);
+	/* Nothing left to purge; bad ids refused. */
+	assert_int_equal(tg_dp_flows_purge(f->dp, V_TCP4, first), 0);
+	assert_int_equal(tg_dp_flows_purge(f->dp, TG_MAX_VIPS, first), -EINVAL);
+	assert_int_equal(tg_dp_flows_purge(f->dp, V_NORING + 20, first), -ENOENT);
+}
+
 static void test_moved_vip_inherits_no_flows(void **state)
 {
 	NEED_NETNS();
@@ -1310,6 +1351,7 @@ int main(void)
 	    T(test_counters),
 	    T(test_counters_per_vip_and_real),
 	    T(test_moved_vip_inherits_no_flows),
+	    T(test_flows_purge_one_vip),
 	    T(test_api_rejects_bad_input),
 	};
 	return cmocka_run_group_tests(tests, group_setup, NULL);

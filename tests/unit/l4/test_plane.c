@@ -30,6 +30,8 @@ typedef struct fake_dp {
 	int swaps;			  /* maglev_swap calls */
 	int invalidations;		  /* real_invalidate calls */
 	int violations;			  /* ordering rules broken */
+	int purges;			  /* flows_purge calls */
+	uint32_t purge_vip, purge_real;	  /* arguments of the last one */
 } fake_dp_t;
 
 static fake_dp_t dp;
@@ -89,6 +91,18 @@ static int f_swap(void *ctx, uint32_t id, const uint32_t *t, uint32_t size)
 	return 0;
 }
 
+static int f_purge(void *ctx, uint32_t vip, uint32_t real)
+{
+	(void)ctx;
+	/* Only meaningful for a real other VIPs keep valid. */
+	if (!dp.valid[real])
+		dp.violations++;
+	dp.purges++;
+	dp.purge_vip = vip;
+	dp.purge_real = real;
+	return 3;
+}
+
 static tg_l4_plane_t *plane;
 
 static int setup(void **state)
@@ -103,6 +117,7 @@ static int setup(void **state)
 	    .real_set = f_real_set,
 	    .real_invalidate = f_real_invalidate,
 	    .maglev_swap = f_swap,
+	    .flows_purge = f_purge,
 	};
 	return tg_l4_plane_create(&ops, &plane);
 }
@@ -293,6 +308,46 @@ static void test_reload_drain_and_ids(void **state)
 	assert_int_equal(state_of("198.18.100.1", 80, "198.18.2.14"), TG_L4_MEMBER_DRAINING);
 }
 
+/* A real shared by two VIPs (ports 80 and 443) and drained in one of them
+ * stays valid for the other; when its deregistration delay in the first
+ * ends, that VIP's flows on it are ended (purged) instead of living on until
+ * they idle out. A real drained everywhere is invalidated, no purge. */
+static void test_shared_real_drain_purges_flows(void **state)
+{
+	(void)state;
+	const char *two = "interface: eth0\nvips:\n"
+			  "  - address: 198.18.100.1\n    port: 80\n    ring-size: 1009\n"
+			  "    deregistration-delay: 3s\n    reals:\n"
+			  "      - address: 198.18.2.11\n      - address: 198.18.2.12\n"
+			  "  - address: 198.18.100.1\n    port: 443\n    ring-size: 1009\n"
+			  "    deregistration-delay: 3s\n    reals:\n"
+			  "      - address: 198.18.2.11\n      - address: 198.18.2.12\n";
+	apply(two, 1000);
+	int id2 = rid("198.18.2.12");
+	/* Unhealthy for port 80 only (key: vip id 0). */
+	tg_l4_plane_set_health(plane, key0("198.18.2.12"), false, 2000);
+	assert_int_equal(state_of("198.18.100.1", 80, "198.18.2.12"), TG_L4_MEMBER_DRAINING);
+	assert_int_equal(state_of("198.18.100.1", 443, "198.18.2.12"), TG_L4_MEMBER_ACTIVE);
+	tg_l4_plane_tick(plane, 4999);
+	assert_int_equal(dp.purges, 0); /* draining: its flows keep going */
+	tg_l4_plane_tick(plane, 5000);
+	assert_true(dp.valid[id2]); /* still serves port 443 */
+	assert_int_equal(dp.purges, 1);
+	assert_int_equal(dp.purge_vip, 0);
+	assert_int_equal(dp.purge_real, (uint32_t)id2);
+	assert_int_equal(state_of("198.18.100.1", 80, "198.18.2.12"), TG_L4_MEMBER_GONE);
+	/* Removed from both by a reload with no delay: invalidated, no purge. */
+	apply("interface: eth0\nvips:\n"
+	      "  - address: 198.18.100.1\n    port: 80\n    ring-size: 1009\n"
+	      "    deregistration-delay: 0s\n    reals:\n      - address: 198.18.2.12\n"
+	      "  - address: 198.18.100.1\n    port: 443\n    ring-size: 1009\n"
+	      "    deregistration-delay: 0s\n    reals:\n      - address: 198.18.2.12\n",
+	      6000);
+	int id1 = rid("198.18.2.11");
+	assert_true(id1 < 0 || !dp.valid[id1]);
+	assert_int_equal(dp.purges, 1);
+}
+
 /* The same configuration applied again changes nothing in the datapath. */
 static void test_reload_same_is_quiet(void **state)
 {
@@ -479,6 +534,7 @@ int main(void)
 	    cmocka_unit_test_setup_teardown(test_fail_open, setup, teardown),
 	    cmocka_unit_test_setup_teardown(test_reload_drain_and_ids, setup, teardown),
 	    cmocka_unit_test_setup_teardown(test_reload_same_is_quiet, setup, teardown),
+	    cmocka_unit_test_setup_teardown(test_shared_real_drain_purges_flows, setup, teardown),
 	    cmocka_unit_test_setup_teardown(test_zones, setup, teardown),
 	    cmocka_unit_test_setup_teardown(test_vip_removed_and_weights, setup, teardown),
 	    cmocka_unit_test_setup_teardown(test_id_space_exhausted, setup, teardown),
