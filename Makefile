@@ -70,7 +70,7 @@ BPFT_BINS := $(patsubst %.c,$(BUILD)/%,$(BPFT_SRCS))
 FUZZ_SRCS := $(shell find src -name 'fuzz_*.c' | sort)
 FUZZ_BINS := $(patsubst %.c,$(BUILD)/fuzz/%,$(notdir $(FUZZ_SRCS)))
 
-.PHONY: all test unit bpf-test integration fuzz fuzz-build demo demo-stop bench soak \
+.PHONY: all test unit bpf-test integration fuzz fuzz-build demo demo-stop bench \
 	help clean format check-format tests-build
 
 all: $(BIN)
