@@ -222,6 +222,52 @@ static bool parse_extra(tg_str_t name, const char *key, const char *v, size_t vl
 		out->match_cn = pat;
 		return true;
 	}
+	/* Rate and connection limits: a limit that cannot be read is refused
+	 * rather than dropped (the Ingress would be served without it). */
+	bool l_rps = name_is(name, "limit-rps"), l_rpm = name_is(name, "limit-rpm");
+	bool l_conn = name_is(name, "limit-connections");
+	bool l_mult = name_is(name, "limit-burst-multiplier");
+	if (l_rps || l_rpm || l_conn || l_mult) {
+		uint64_t x;
+		uint64_t min = l_mult ? 1 : 0, max = l_mult ? 1000 : 1000000;
+		if (tg_parse_u64(v, vl, &x) || x < min || x > max) {
+			*err = refuse(out, a,
+				      "annotation %s: bad value \"%.*s\" (want %s): refusing to "
+				      "serve this Ingress without the limit it asks for",
+				      key, (int)TG_MIN(vl, 64), v,
+				      l_mult ? "an integer from 1 to 1000"
+					     : "an integer from 0 (no limit) to 1000000");
+			return true;
+		}
+		if (l_rps)
+			out->limit_rps = (uint32_t)x;
+		else if (l_rpm)
+			out->limit_rpm = (uint32_t)x;
+		else if (l_conn)
+			out->limit_conns = (uint32_t)x;
+		else
+			out->limit_burst_mult = (uint32_t)x;
+		return true;
+	}
+	bool l_allow_new = name_is(name, "limit-allowlist");
+	if (l_allow_new || name_is(name, "limit-whitelist")) {
+		if (!l_allow_new && out->has_limit_allow_new)
+			return true; /* limit-allowlist given too: it wins */
+		tg_cidr_t *list = NULL;
+		int cnt = vl ? parse_ranges(v, vl, a, &list) : 0;
+		if (cnt < 0) {
+			*err = refuse(out, a,
+				      "annotation %s: bad value \"%.*s\" (want comma-separated "
+				      "addresses or blocks such as 10.0.0.0/8, fd00::/8): refusing "
+				      "to serve this Ingress without the limit it asks for",
+				      key, (int)TG_MIN(vl, 64), v);
+			return true;
+		}
+		out->limit_allow = list;
+		out->n_limit_allow = (uint32_t)cnt;
+		out->has_limit_allow_new = out->has_limit_allow_new || l_allow_new;
+		return true;
+	}
 	/* Upstream TLS. */
 	if (name_is(name, "proxy-ssl-verify") || name_is(name, "proxy-ssl-server-name")) {
 		tg_str_t s = {v, vl};

@@ -5,6 +5,7 @@
 
 #include "core/log.h"
 #include "ingress/strmap.h"
+#include "proxy/ratelimit.h"
 #include "tls/upstream.h"
 
 #include <errno.h>
@@ -300,7 +301,7 @@ const tg_route_extra_t *tg_extra_build_ingress(tg_extra_build_t *eb, const tg_ob
 	if (!an->refused && !an->has_allow && !an->has_deny && !global_allow && !global_deny &&
 	    !global_bad && !an->match_cn && !an->redirect_url && !an->app_root &&
 	    !an->rewrite_target && !an->x_forwarded_prefix && !an->upstream_vhost &&
-	    an->protocol != TG_PROTO_HTTPS)
+	    an->protocol != TG_PROTO_HTTPS && !an->limit_rps && !an->limit_rpm && !an->limit_conns)
 		return NULL;
 	tg_route_extra_t *ex = tg_arena_alloc(eb->a, sizeof(*ex));
 	if (!ex)
@@ -365,6 +366,35 @@ const tg_route_extra_t *tg_extra_build_ingress(tg_extra_build_t *eb, const tg_ob
 	    (an->upstream_vhost &&
 	     !(ex->upstream_vhost = tg_arena_strdup(eb->a, an->upstream_vhost))))
 		goto oom;
+	if (an->limit_rps || an->limit_rpm || an->limit_conns) {
+		/* The zone is found again by name at every build: buckets survive
+		 * rebuilds (ratelimit.h). */
+		tg_rl_table_t *t = tg_rl_global();
+		tg_rl_zone_t *z = t ? tg_rl_zone_get(t, o->ns, o->name) : NULL;
+		tg_rl_policy_t *p = tg_arena_alloc(eb->a, sizeof(*p));
+		if (!p)
+			goto oom;
+		if (!z) /* out of memory, or the table's zone cap: fail closed */
+			ex->denied = "rate limits: no zone could be made for this Ingress";
+		uint32_t mult = an->limit_burst_mult ? an->limit_burst_mult : 5;
+		*p = (tg_rl_policy_t){
+		    .zone = z,
+		    .rps = an->limit_rps,
+		    .rpm = an->limit_rpm,
+		    .burst_rps = an->limit_rps * mult,
+		    .burst_rpm = an->limit_rpm * mult,
+		    .conns = an->limit_conns,
+		};
+		ex->limits = p;
+		if (an->n_limit_allow) {
+			tg_cidr_t *l = tg_arena_array(eb->a, an->n_limit_allow, sizeof(*l));
+			if (!l)
+				goto oom;
+			memcpy(l, an->limit_allow, an->n_limit_allow * sizeof(*l));
+			ex->limit_allow = l;
+			ex->n_limit_allow = an->n_limit_allow;
+		}
+	}
 	if (an->protocol == TG_PROTO_HTTPS) {
 		tg_tls_upstream_t *p = NULL;
 		const char *denied = NULL;

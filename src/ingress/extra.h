@@ -2,7 +2,10 @@
  * extra.h - the per-route behaviour of annotations, built into a snapshot:
  * tg_route_extra_t (snapshot.h) for each Ingress that needs one (refusal,
  * source ranges, auth-tls-match-cn, redirects, app-root, rewrite-target,
- * upstream-vhost, x-forwarded-prefix, backend-protocol HTTPS).
+ * upstream-vhost, x-forwarded-prefix, backend-protocol HTTPS, limit-rps,
+ * limit-rpm, limit-connections with limit-allowlist: the Ingress's zone in
+ * the process-wide table of proxy/ratelimit.h, found again by name at every
+ * build so that its buckets survive rebuilds).
  *
  * One tg_extra_build_t lives in each translator. It keeps the upstream TLS
  * profiles (tls/upstream.h) of the last build, keyed by their annotations and

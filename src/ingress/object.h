@@ -104,6 +104,14 @@ typedef struct tg_ingress_annotations {
 	tg_cidr_t *deny;      /* its blocks */
 	uint32_t n_deny;      /* entries in deny */
 	const char *match_cn; /* auth-tls-match-cn (checked ERE), or NULL */
+	/* --- rate limits (security too: a bad value refuses the Ingress) --- */
+	uint32_t limit_rps;	   /* limit-rps, 0: none */
+	uint32_t limit_rpm;	   /* limit-rpm, 0: none */
+	uint32_t limit_conns;	   /* limit-connections, 0: none */
+	uint32_t limit_burst_mult; /* limit-burst-multiplier, 0: not given (5) */
+	tg_cidr_t *limit_allow;	   /* limit-allowlist / limit-whitelist blocks */
+	uint32_t n_limit_allow;	   /* entries in limit_allow */
+	bool has_limit_allow_new;  /* limit-allowlist given (wins over -whitelist) */
 	/* --- backend-protocol HTTPS (proxy-ssl-*) --- */
 	const char *proxy_ssl_secret;	 /* proxy-ssl-secret "ns/name" (ns filled in) */
 	bool proxy_ssl_verify;		 /* proxy-ssl-verify on [off] */

@@ -42,6 +42,8 @@ void tg_settings_defaults(tg_settings_t *s)
 	s->load_balance = TG_LB_ROUND_ROBIN;
 	s->ssl_session_timeout_ms = 600000;
 	s->ssl_session_tickets = true;
+	s->limit_req_status_code = 503; /* ingress-nginx's defaults */
+	s->limit_conn_status_code = 503;
 	/* ingress-nginx's default: every IPv4 peer may set X-Forwarded-* (when
 	 * use-forwarded-headers is on). */
 	s->proxy_real_ip_cidr[0] = (tg_cidr_t){.family = AF_INET, .bits = 0};
@@ -63,6 +65,7 @@ typedef enum vtype {
 	V_CIDRS,     /* comma-separated address blocks */
 	V_ALLOW,     /* whitelist-source-range: blocks, fail closed when bad */
 	V_DENY,	     /* denylist-source-range: the same */
+	V_STATUS,    /* an HTTP error status (400-599) into uint32_t */
 } vtype_t;
 
 /* One ConfigMap key: nginx-style directive table (name, type, offset, bound). */
@@ -108,6 +111,8 @@ static const key_desc_t keys[] = {
     {"whitelist-source-range", V_ALLOW, F(allow_ranges), 0},
     {"allowlist-source-range", V_ALLOW, F(allow_ranges), 0},
     {"denylist-source-range", V_DENY, F(deny_ranges), 0},
+    {"limit-req-status-code", V_STATUS, F(limit_req_status_code), 400},
+    {"limit-conn-status-code", V_STATUS, F(limit_conn_status_code), 400},
 };
 
 /* Copies the text of an ssl-* value into the fixed field (NUL-terminated) and
@@ -175,6 +180,11 @@ static const char *parse_value(const key_desc_t *k, const char *v, size_t len, v
 		} else {
 			*(uint64_t *)field = x;
 		}
+		return NULL;
+	case V_STATUS:
+		if (tg_parse_u64(v, len, &x) || x < k->min || x > 599)
+			return "want an HTTP status from 400 to 599";
+		*(uint32_t *)field = (uint32_t)x;
 		return NULL;
 	case V_BOOL:
 		if (tg_parse_bool(v, len, (bool *)field))

@@ -99,6 +99,9 @@ typedef struct tg_settings {
 	bool ranges_bad;			      /* one of those two keys has a bad value:
 						       * routes they govern answer 503 (fail
 						       * closed, as ingress-nginx denies them) */
+	/* Answers of the rate / connection limits (400-599, ingress-nginx's keys). */
+	uint32_t limit_req_status_code;	 /* limit-req-status-code [503]: limit-rps/-rpm */
+	uint32_t limit_conn_status_code; /* limit-conn-status-code [503]: limit-connections */
 } tg_settings_t;
 
 /* Fills s with the defaults listed above. */
@@ -132,6 +135,7 @@ typedef struct tg_backend {
 } tg_backend_t;
 
 struct tg_tls_upstream; /* tls/upstream.h */
+struct tg_rl_policy;	/* proxy/ratelimit.h */
 
 /*
  * What a route does beyond plain proxying, from its Ingress's annotations
@@ -140,7 +144,8 @@ struct tg_tls_upstream; /* tls/upstream.h */
  * for all of this. Decided per request in src/proxy/annot.c, in this order
  * (nginx's phases: rewrite-phase returns before access checks):
  *   denied -> ssl-redirect / client certificates -> auth-tls-match-cn ->
- *   permanent/temporal redirect -> app-root -> source ranges -> proxy
+ *   permanent/temporal redirect -> app-root -> rate / connection limits ->
+ *   source ranges -> proxy
  * (with rewrite-target, upstream-vhost, x-forwarded-prefix, upstream TLS).
  */
 typedef struct tg_route_extra {
@@ -164,6 +169,10 @@ typedef struct tg_route_extra {
 	const char *upstream_vhost;	/* upstream-vhost: Host sent upstream, or NULL */
 	struct tg_tls_upstream *up_tls; /* backend-protocol HTTPS: the TLS profile (one
 					 * reference owned by the snapshot), or NULL */
+	/* limit-rps / limit-rpm / limit-connections, or NULL; exempt addresses */
+	const struct tg_rl_policy *limits;
+	const tg_cidr_t *limit_allow; /* limit-allowlist (limit-whitelist) */
+	uint32_t n_limit_allow;	      /* entries in limit_allow */
 } tg_route_extra_t;
 
 /* Effective per-route settings: an annotation when the Ingress has one, else

@@ -9,7 +9,10 @@
 #include "proxy/annot.h"
 
 #include "core/cidr.h"
+#include "proxy/ratelimit.h"
 #include "proxy/tls_io.h"
+
+#include <sys/socket.h>
 
 #include <regex.h>
 #include <string.h>
@@ -38,6 +41,12 @@ void tg_annot_release(tg_cconn_t *c)
 	if (c->x && c->x->xbuf) {
 		tg_buf_put(&c->w->bufs, c->x->xbuf);
 		c->x->xbuf = NULL;
+	}
+	/* Every end of an exchange comes here (exch_release, tg_client_close,
+	 * exchange_done); the pointer is cleared so it happens once. */
+	if (c->x && c->x->lconn) {
+		tg_rl_release(tg_rl_global(), c->x->lconn);
+		c->x->lconn = NULL;
 	}
 }
 
@@ -114,6 +123,27 @@ static bool client_addr(const tg_cconn_t *c, int *family, uint8_t addr[16])
 	return c->peer_family != 0;
 }
 
+/* limit_req / limit_conn (nginx's preaccess phase): 0, or the status. */
+static int limits_check(tg_cconn_t *c, const tg_route_extra_t *x)
+{
+	int fam;
+	uint8_t a[16];
+	if (!client_addr(c, &fam, a) || (fam != AF_INET && fam != AF_INET6))
+		return 0; /* no address to key on (nginx skips an empty key too) */
+	if (x->n_limit_allow && tg_cidr_match(x->limit_allow, x->n_limit_allow, fam, a))
+		return 0;
+	if (c->x->lconn)
+		return 0; /* already decided for this exchange */
+	tg_rl_table_t *t = tg_rl_global();
+	if (!t)
+		return 0; /* a zone exists, so the table does */
+	int k = tg_rl_request(t, x->limits, fam, a, c->w->loop.now_ms, &c->x->lconn);
+	if (k < 0)
+		return 0;
+	return k == TG_RL_CONN ? (int)c->x->set->limit_conn_status_code
+			       : (int)c->x->set->limit_req_status_code;
+}
+
 /* ingress-nginx: `if ($ssl_client_s_dn !~ regex) { return 403; }`. The DN
  * is the one the client-certificate check put in c->tlsh. */
 static bool cn_ok(const tg_cconn_t *c, const regex_t *re)
@@ -168,6 +198,8 @@ int tg_annot_route_check(tg_cconn_t *c, const tg_route_t *rt)
 		c->x->local_location = (tg_str_t){b->start, (size_t)(b->last - b->start)};
 		return st;
 	}
+	if (x->limits && (st = limits_check(c, x)) != 0)
+		return st;
 	if (x->n_deny || x->n_allow) {
 		int fam;
 		uint8_t a[16];

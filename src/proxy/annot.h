@@ -12,7 +12,13 @@
  *      ($request_uri, $uri, $args, $is_args, $scheme, $host, $http_host
  *      expanded as nginx would; other $names stay as written)
  *   5. app-root: a request for exactly "/"       302 to $scheme://$http_host<app-root>
- *   6. denylist-source-range, then whitelist/allowlist-source-range, on the
+ *   6. limit-rps, limit-rpm, then limit-connections (nginx's preaccess
+ *      phase), keyed by the client address below unless limit-allowlist /
+ *      limit-whitelist lists it                  limit-req-status-code /
+ *                                                limit-conn-status-code [503]
+ *      A limit-connections slot is held until the exchange ends and given
+ *      back by tg_annot_release (every end path calls it).
+ *   7. denylist-source-range, then whitelist/allowlist-source-range, on the
  *      client address (after PROXY protocol / trusted X-Forwarded-For: the
  *      one X-Real-IP gets)                       403
  * Forwarding: rewrite-target replaces the request target (the route's path
@@ -35,7 +41,8 @@ int tg_annot_route_check(tg_cconn_t *c, const tg_route_t *rt);
  * and ->prefix. Returns 0, or -1 when no buffer was available (answer 500). */
 int tg_annot_forward(tg_cconn_t *c, tg_fwd_info_t *fi);
 
-/* Gives back the per-request buffer (end of the exchange, close). */
+/* Gives back the per-request buffer and the limit-connections slot (end of
+ * the exchange, close); safe to call more than once. */
 void tg_annot_release(tg_cconn_t *c);
 
 #endif

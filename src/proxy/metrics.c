@@ -1,4 +1,5 @@
 #include "proxy/metrics.h"
+#include "proxy/ratelimit.h"
 
 #include <errno.h>
 #include <stdbool.h>
@@ -218,4 +219,5 @@ void tg_wstats_render(tg_wstats_t *const *all, int n, tg_sbuf_t *out)
 		       "tidegate_upstream_connections{state=\"active\"} %llu\n"
 		       "tidegate_upstream_connections{state=\"idle\"} %llu\n",
 		       (unsigned long long)SUM(up_active), (unsigned long long)SUM(up_idle));
+	tg_rl_render(out); /* rate / connection limits (process-wide, not per worker) */
 }

@@ -177,6 +177,9 @@ typedef struct tg_exch {
 	uint64_t t_up_start_ns;	  /* last attempt started */
 	uint64_t t_up_end_ns;	  /* response complete from upstream */
 	tg_str_t reqid_client;	  /* the client's X-Request-ID (len 0: none) */
+	/* limit-connections (ratelimit.h): the slot held, given back by
+	 * tg_annot_release at the end of the exchange; NULL: none. */
+	struct tg_rl_entry *lconn;
 	/* --- not zeroed when taken: set before use --- */
 	tg_http_request_t req;		 /* parsed head (slices into in); priv zeroed when taken */
 	tg_http_chunked_t chunk;	 /* chunked request body scanner */
