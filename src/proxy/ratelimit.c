@@ -2,6 +2,7 @@
  * ratelimit.c - shared limit_req / limit_conn state (contract in ratelimit.h).
  */
 #include "proxy/ratelimit.h"
+#include "ingress/hash.h"
 
 #include <errno.h>
 #include <pthread.h>
@@ -122,28 +123,9 @@ tg_rl_table_t *tg_rl_global(void)
 	return global;
 }
 
-static uint64_t mix(uint64_t h)
-{
-	h ^= h >> 33;
-	h *= 0xff51afd7ed558ccdull;
-	h ^= h >> 33;
-	h *= 0xc4ceb9fe1a85ec53ull;
-	h ^= h >> 33;
-	return h;
-}
-
-static uint64_t hash_bytes(uint64_t h, const void *p, size_t n)
-{
-	const uint8_t *b = p;
-	for (size_t i = 0; i < n; i++)
-		h = (h ^ b[i]) * 0x100000001b3ull;
-	return mix(h);
-}
-
 tg_rl_zone_t *tg_rl_zone_get(tg_rl_table_t *t, const char *ns, const char *name)
 {
-	uint64_t h =
-	    hash_bytes(hash_bytes(0xcbf29ce484222325ull, ns, strlen(ns) + 1), name, strlen(name));
+	uint64_t h = tg_hash_bytes(name, strlen(name), tg_hash_bytes(ns, strlen(ns), 0));
 	tg_rl_zone_t **bucket = &t->zbuckets[h % ZONE_BUCKET];
 	pthread_mutex_lock(&t->zmu);
 	tg_rl_zone_t *z = *bucket;
@@ -184,7 +166,7 @@ static size_t addr_len(int family)
 static uint64_t key_hash(const tg_rl_table_t *t, uint32_t zone, int family, const uint8_t *addr)
 {
 	uint64_t h = t->seed ^ ((uint64_t)zone << 8) ^ (uint64_t)family;
-	return hash_bytes(mix(h), addr, addr_len(family));
+	return tg_hash_bytes(addr, addr_len(family), tg_hash_mix(h));
 }
 
 static bool key_eq(const tg_rl_entry_t *e, uint32_t zone, int family, const uint8_t *addr)
