@@ -62,6 +62,13 @@ class RawBackend:
 
     def close(self):
         self.closed = True
+        # shutdown() first: it wakes the thread blocked in accept(). A bare
+        # close() would leave that thread holding the listening socket, still
+        # in LISTEN and answering one more connection after the test ended.
+        try:
+            self.sock.shutdown(socket.SHUT_RDWR)
+        except OSError:
+            pass
         try:
             self.sock.close()
         except OSError:
@@ -79,6 +86,9 @@ class RawBackend:
             try:
                 s, _ = self.sock.accept()
             except OSError:
+                return
+            if self.closed:
+                s.close()
                 return
             with self.lock:
                 cid = self.next_id
