@@ -84,6 +84,31 @@ static uint64_t timed(int prog, const fx_pkt_t *in, int ifindex, uint32_t repeat
 	return o.duration;
 }
 
+/* n packets of new flows from clients 198.18.<net>.x (a port each), through
+ * the balancer lb and, when pass >= 0, the trivial program, their durations
+ * stored in tp / tl (when not NULL). Returns 0, or -1 when a run failed. */
+static int new_flows(int lb, int pass, int ifindex, const fx_spec_t *s, int net, uint32_t n,
+		     uint64_t *tp, uint64_t *tl)
+{
+	char src[32];
+	fx_spec_t f = *s; /* s itself stays as it was (src would point here) */
+	for (uint32_t i = 0; i < n; i++) {
+		fx_pkt_t pkt;
+		snprintf(src, sizeof(src), "198.18.%d.%u", net, 1 + i / 50000);
+		f.src = src;
+		f.sport = (uint16_t)(10000 + i % 50000);
+		fx_build(&f, &pkt);
+		if (pass >= 0 && !(tp[i] = timed(pass, &pkt, ifindex, 1, XDP_PASS)))
+			return -1;
+		uint64_t t = timed(lb, &pkt, ifindex, 1, XDP_TX);
+		if (!t)
+			return -1;
+		if (tl)
+			tl[i] = t;
+	}
+	return 0;
+}
+
 static int trivial_prog(void)
 {
 	/* r0 = XDP_PASS; exit */
@@ -219,44 +244,17 @@ int main(void)
 
 	/* New flows: client 198.18.60.x, a port per run. */
 	static uint64_t np[NEW_FLOWS], nl[NEW_FLOWS];
-	char src[32];
-	for (int i = 0; i < NEW_FLOWS; i++) {
-		fx_pkt_t pkt;
-		snprintf(src, sizeof(src), "198.18.60.%d", 1 + i / 50000);
-		s.src = src;
-		s.sport = (uint16_t)(10000 + i % 50000);
-		fx_build(&s, &pkt);
-		np[i] = timed(pass, &pkt, ifindex, 1, XDP_PASS);
-		nl[i] = timed(lb, &pkt, ifindex, 1, XDP_TX);
-		if (!np[i] || !nl[i])
-			goto out;
-	}
+	if (new_flows(lb, pass, ifindex, &s, 60, NEW_FLOWS, np, nl))
+		goto out;
 	double mnp = trimmed_mean(np, NEW_FLOWS), mnl = trimmed_mean(nl, NEW_FLOWS);
 
 	/* New flows with the table full: it is filled first (more entries than
 	 * it holds), so every insert measured evicts an entry (the steady state
 	 * of a flood of new flows). */
-	for (uint32_t i = 0; i < TG_FLOW_TABLE_DEFAULT + 10000; i++) {
-		fx_pkt_t pkt;
-		snprintf(src, sizeof(src), "198.18.61.%u", 1 + i / 50000);
-		s.src = src;
-		s.sport = (uint16_t)(10000 + i % 50000);
-		fx_build(&s, &pkt);
-		if (!timed(lb, &pkt, ifindex, 1, XDP_TX))
-			goto out;
-	}
 	static uint64_t fp[NEW_FLOWS], fl[NEW_FLOWS];
-	for (int i = 0; i < NEW_FLOWS; i++) {
-		fx_pkt_t pkt;
-		snprintf(src, sizeof(src), "198.18.62.%d", 1 + i / 50000);
-		s.src = src;
-		s.sport = (uint16_t)(10000 + i % 50000);
-		fx_build(&s, &pkt);
-		fp[i] = timed(pass, &pkt, ifindex, 1, XDP_PASS);
-		fl[i] = timed(lb, &pkt, ifindex, 1, XDP_TX);
-		if (!fp[i] || !fl[i])
-			goto out;
-	}
+	if (new_flows(lb, -1, ifindex, &s, 61, TG_FLOW_TABLE_DEFAULT + 10000, NULL, NULL) ||
+	    new_flows(lb, pass, ifindex, &s, 62, NEW_FLOWS, fp, fl))
+		goto out;
 	double mfp = trimmed_mean(fp, NEW_FLOWS), mfl = trimmed_mean(fl, NEW_FLOWS);
 
 	printf("bench/bpf: XDP balancer per-packet cost, BPF_PROG_TEST_RUN, 1 CPU, %zu-byte TCP\n",
