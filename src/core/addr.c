@@ -6,6 +6,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <unistd.h>
 
 static int parse_port(const char *s, int *port)
 {
@@ -129,4 +130,35 @@ size_t tg_addr_format(const struct sockaddr *sa, char *buf, size_t buflen)
 	if (n < 0)
 		return 0;
 	return (size_t)n < buflen ? (size_t)n : buflen - 1;
+}
+
+int tg_addr_listen(const struct sockaddr_storage *ss, socklen_t sl)
+{
+	int fd = socket(ss->ss_family, SOCK_STREAM | SOCK_NONBLOCK | SOCK_CLOEXEC, 0);
+	if (fd < 0)
+		return -errno;
+	int one = 1;
+	setsockopt(fd, SOL_SOCKET, SO_REUSEADDR, &one, sizeof(one));
+	if (setsockopt(fd, SOL_SOCKET, SO_REUSEPORT, &one, sizeof(one)) < 0 ||
+	    bind(fd, (const struct sockaddr *)ss, sl) < 0 || listen(fd, 4096) < 0) {
+		int e = -errno;
+		close(fd);
+		return e;
+	}
+	return fd;
+}
+
+int tg_addr_adopt_port(int fd, struct sockaddr_storage *ss)
+{
+	struct sockaddr_storage b;
+	socklen_t bl = sizeof(b);
+	memset(&b, 0, sizeof(b));
+	getsockname(fd, (struct sockaddr *)&b, &bl);
+	in_port_t p = b.ss_family == AF_INET6 ? ((struct sockaddr_in6 *)&b)->sin6_port
+					      : ((struct sockaddr_in *)&b)->sin_port;
+	if (ss->ss_family == AF_INET6)
+		((struct sockaddr_in6 *)ss)->sin6_port = p;
+	else
+		((struct sockaddr_in *)ss)->sin_port = p;
+	return ntohs(p);
 }

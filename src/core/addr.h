@@ -28,4 +28,12 @@ size_t tg_addr_format(const struct sockaddr *sa, char *buf, size_t buflen);
 /* Writes the address without the port. Returns the length written. */
 size_t tg_addr_format_ip(const struct sockaddr *sa, char *buf, size_t buflen);
 
+/* A non-blocking TCP listener on ss in an SO_REUSEPORT group (every worker
+ * opens one on the same address). Returns the fd or -errno. */
+int tg_addr_listen(const struct sockaddr_storage *ss, socklen_t sl);
+
+/* After a listen on port 0: copies the port the kernel gave fd into ss, so
+ * the next listeners join the same group. Returns that port (host order). */
+int tg_addr_adopt_port(int fd, struct sockaddr_storage *ss);
+
 #endif

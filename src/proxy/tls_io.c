@@ -29,22 +29,6 @@ static void deadline(tg_cconn_t *c, uint64_t when)
 
 /* ------------------------------------------------------------ listeners */
 
-static int open_listener(const struct sockaddr_storage *ss, socklen_t sl)
-{
-	int fd = socket(ss->ss_family, SOCK_STREAM | SOCK_NONBLOCK | SOCK_CLOEXEC, 0);
-	if (fd < 0)
-		return -errno;
-	int one = 1;
-	setsockopt(fd, SOL_SOCKET, SO_REUSEADDR, &one, sizeof(one));
-	if (setsockopt(fd, SOL_SOCKET, SO_REUSEPORT, &one, sizeof(one)) < 0 ||
-	    bind(fd, (const struct sockaddr *)ss, sl) < 0 || listen(fd, 4096) < 0) {
-		int e = -errno;
-		close(fd);
-		return e;
-	}
-	return fd;
-}
-
 int tg_cio_listen(tg_worker_t *workers, int n, const char *addr, int *port)
 {
 	struct sockaddr_storage ss;
@@ -54,25 +38,13 @@ int tg_cio_listen(tg_worker_t *workers, int n, const char *addr, int *port)
 		return -EINVAL;
 	}
 	for (int i = 0; i < n; i++) {
-		int fd = open_listener(&ss, sl);
+		int fd = tg_addr_listen(&ss, sl);
 		if (fd < 0) {
 			tg_error("proxy", "cannot listen on %s: %s", addr, strerror(-fd));
 			return fd;
 		}
-		if (i == 0) {
-			/* With port 0 the kernel picked one: the other workers join it. */
-			struct sockaddr_storage b;
-			socklen_t bl = sizeof(b);
-			getsockname(fd, (struct sockaddr *)&b, &bl);
-			in_port_t p = b.ss_family == AF_INET6
-					  ? ((struct sockaddr_in6 *)&b)->sin6_port
-					  : ((struct sockaddr_in *)&b)->sin_port;
-			if (ss.ss_family == AF_INET6)
-				((struct sockaddr_in6 *)&ss)->sin6_port = p;
-			else
-				((struct sockaddr_in *)&ss)->sin_port = p;
-			*port = ntohs(p);
-		}
+		if (i == 0) /* with port 0 the kernel picked one: the others join it */
+			*port = tg_addr_adopt_port(fd, &ss);
 		tg_worker_t *w = &workers[i];
 		/* An extra listener of the worker: the drain closes it with the
 		 * others (accepting its queue first). */

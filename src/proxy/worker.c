@@ -180,22 +180,6 @@ static void *worker_main(void *arg)
 	return NULL;
 }
 
-static int open_listener(const struct sockaddr_storage *ss, socklen_t sl)
-{
-	int fd = socket(ss->ss_family, SOCK_STREAM | SOCK_NONBLOCK | SOCK_CLOEXEC, 0);
-	if (fd < 0)
-		return -errno;
-	int one = 1;
-	setsockopt(fd, SOL_SOCKET, SO_REUSEADDR, &one, sizeof(one));
-	if (setsockopt(fd, SOL_SOCKET, SO_REUSEPORT, &one, sizeof(one)) < 0 ||
-	    bind(fd, (const struct sockaddr *)ss, sl) < 0 || listen(fd, 4096) < 0) {
-		int e = -errno;
-		close(fd);
-		return e;
-	}
-	return fd;
-}
-
 /* True when fd is a listening TCP socket on the address --http-listen asks
  * for (any port when it asks for port 0); else logs why it is not used. */
 static bool adoptable(int fd, const struct sockaddr_storage *want, const char *want_text)
@@ -399,27 +383,15 @@ int tg_proxy_start(const tg_proxy_config_t *cfg, tg_proxy_t **out)
 		inh[ninh++] = fd;
 	}
 	for (int i = 0; i < n; i++) {
-		int lfd = i < ninh ? inh[i] : open_listener(&ss, sl);
+		int lfd = i < ninh ? inh[i] : tg_addr_listen(&ss, sl);
 		if (lfd < 0) {
 			e = lfd;
 			tg_error("proxy", "cannot listen on %s: %s", cfg->http_listen,
 				 strerror(-e));
 			goto fail;
 		}
-		if (i == 0) {
-			/* With port 0 the kernel picked one: the other workers join it. */
-			struct sockaddr_storage b;
-			socklen_t bl = sizeof(b);
-			getsockname(lfd, (struct sockaddr *)&b, &bl);
-			uint16_t port = b.ss_family == AF_INET6
-					    ? ((struct sockaddr_in6 *)&b)->sin6_port
-					    : ((struct sockaddr_in *)&b)->sin_port;
-			if (ss.ss_family == AF_INET6)
-				((struct sockaddr_in6 *)&ss)->sin6_port = port;
-			else
-				((struct sockaddr_in *)&ss)->sin_port = port;
-			p->port = ntohs(port);
-		}
+		if (i == 0) /* with port 0 the kernel picked one: the others join it */
+			p->port = tg_addr_adopt_port(lfd, &ss);
 		tg_worker_t *w = &p->workers[i];
 		if (i < ninh)
 			inh[i] = -1; /* the worker owns it now */
