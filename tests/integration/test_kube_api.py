@@ -162,11 +162,7 @@ def kube(tmp_path):
         d.mkdir()
         t = KubeTidegate(d, kc, args)
         if t.proc.poll() is not None and not expect_exit:
-            err = t.stderr()
-            if "not implemented yet" in err:
-                pytest.skip("tidegate ingress does not dispatch --kubeconfig to the API source "
-                            "yet (tg_source_start hook): " + err.strip().split("\n")[-1])
-            raise AssertionError(f"tidegate exited ({t.proc.returncode}): {err}")
+            raise AssertionError(f"tidegate exited ({t.proc.returncode}): {t.stderr()}")
         if not expect_exit:
             started.append(t)
         return t
@@ -347,7 +343,5 @@ def test_unusable_kubeconfig_is_refused_with_the_reason(api, kube, tmp_path):
     tg = kube(kc, expect_exit=True)
     tg.proc.wait(20 * SLOWDOWN)
     err = tg.stderr()
-    if "not implemented yet" in err:
-        pytest.skip("tidegate ingress does not dispatch --kubeconfig to the API source yet")
     assert tg.proc.returncode != 0
     assert "exec credential plugins are not supported" in err
