@@ -38,6 +38,22 @@ import time
 WS_GUID = b"258EAFA5-E914-47DA-95CA-C5AB0DC11B85"
 
 
+def shut_server(sock, conns):
+    """Stops a test server: its listening socket and every accepted one.
+    shutdown() first: it wakes the thread blocked in accept(). A bare close()
+    would leave that thread holding the listening socket, still in LISTEN
+    and answering one more connection after its test ended."""
+    for s in [sock] + list(conns):
+        try:
+            s.shutdown(socket.SHUT_RDWR)
+        except OSError:
+            pass
+        try:
+            s.close()
+        except OSError:
+            pass
+
+
 def free_port():
     s = socket.socket()
     s.bind(("127.0.0.1", 0))
@@ -145,17 +161,7 @@ class Backend:
 
     def close(self):
         self.closed = True
-        try:
-            self.sock.shutdown(socket.SHUT_RDWR)
-        except OSError:
-            pass
-        self.sock.close()
-        for c in list(self.conns):
-            try:
-                c.shutdown(socket.SHUT_RDWR)
-                c.close()
-            except OSError:
-                pass
+        shut_server(self.sock, self.conns)
 
     def _accept(self):
         while not self.closed:

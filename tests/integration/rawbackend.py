@@ -24,6 +24,8 @@ import json
 import socket
 import threading
 
+from backends import shut_server
+
 
 class RawBackend:
     def __init__(self, canned=None):
@@ -62,23 +64,7 @@ class RawBackend:
 
     def close(self):
         self.closed = True
-        # shutdown() first: it wakes the thread blocked in accept(). A bare
-        # close() would leave that thread holding the listening socket, still
-        # in LISTEN and answering one more connection after the test ended.
-        try:
-            self.sock.shutdown(socket.SHUT_RDWR)
-        except OSError:
-            pass
-        try:
-            self.sock.close()
-        except OSError:
-            pass
-        for s in list(self.conns):
-            try:
-                s.shutdown(socket.SHUT_RDWR)
-                s.close()
-            except OSError:
-                pass
+        shut_server(self.sock, self.conns)
 
     # ------------------------------------------------------------ serving
     def _accept(self):
