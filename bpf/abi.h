@@ -224,9 +224,15 @@ _Static_assert(sizeof(struct tg_flow_val) == 24, "tg_flow_val layout");
 
 /*
  * Even a compact-key hash lookup costs more than the rest of the fast path.
- * Each CPU therefore keeps a direct-mapped cache of the flows it forwarded,
- * in a PERCPU_ARRAY (inlined lookup, no lock, no shared cache line):
- * slot = tg_flow_cache_slot(client address, client port, VIP tag). A packet
+ * Each CPU therefore keeps a direct-mapped cache of the flows it forwarded:
+ * its own TG_FLOW_CACHE_SLOTS consecutive entries of one ARRAY map (index
+ * cpu x TG_FLOW_CACHE_SLOTS + slot), one 64-byte line each, at
+ * slot = tg_flow_cache_slot(client address, client port, VIP tag). An ARRAY
+ * rather than a PERCPU_ARRAY: both lookups are inlined and lock-free, but
+ * a PERCPU_ARRAY keeps a pointer per entry and allocates each entry apart,
+ * so a random slot cost two cold cache lines (the pointer, then the entry,
+ * which at 48 bytes often spanned two lines); here it costs one, which is
+ * most of a new flow's first packet (bench/bpf/run). A packet
  * whose slot holds its flow, synced with the flow table less than
  * TG_FLOW_SYNC_NS ago, and whose real is still valid, is forwarded from the
  * cache alone. Anything else (empty or other flow in the slot, sync older
@@ -236,21 +242,40 @@ _Static_assert(sizeof(struct tg_flow_val) == 24, "tg_flow_val layout");
  * from it. Colliding flows only cost the flow-table lookup they would have
  * cost anyway. User space never reads the cache; it clears a flow's slot
  * on every CPU when it rewrites that flow's entry (tg_dp_flow_set).
+ *
+ * The cache is also where a flow waits for its second packet before it is
+ * admitted to the flow table (TG_FLOW_CACHE_PENDING). A flow-table insert
+ * is the dearest step of the datapath (the LRU list rotation and eviction
+ * touch several cold nodes: ~0.5-0.9 us, bench/bpf/run), and flows of one
+ * packet (a spoofed SYN flood, one-shot UDP queries) would pay it only to
+ * evict established flows. So a flow's first packet is forwarded by its
+ * Maglev pick and leaves a pending slot; its next packet on the same CPU,
+ * within the VIP's idle timeout, inserts the entry with the real the slot
+ * names (never a fresh pick, so a table swap between the two packets does
+ * not move it), and the new-flow guard counts that insert. A flow whose
+ * pending slot is lost before its second packet (taken by a colliding flow,
+ * or the packet arrives on another CPU) is picked again through Maglev: the
+ * same real unless the VIP's table changed in between.
  */
-#define TG_FLOW_CACHE_SLOTS 16384u /* per CPU, power of two: 768 KiB per CPU */
+#define TG_FLOW_CACHE_SLOTS 16384u /* per CPU, power of two: 1 MiB per CPU */
 
 struct tg_flow_cache {
 	__u32 src[4];	 /* client address (v4 in src[0]; v6 entries compare all four) */
 	__u32 vip_tag;	 /* VIP flow tag; 0 = empty slot (tags are never 0) */
 	__u16 sport;	 /* client port, network byte order */
-	__u16 pad;	 /* explicit padding, zero */
+	__u16 flags;	 /* TG_FLOW_CACHE_PENDING, or 0 */
 	__u32 real_id;	 /* the flow's real, as in its flow-table entry */
 	__u32 pair_id;	 /* counter slot of (VIP, real) */
 	__u32 hash;	 /* tg_flow_hash of the 5-tuple */
 	__u32 pad2;	 /* explicit padding, zero */
 	__u64 synced_ns; /* when the flow table last confirmed this entry */
+	__u64 pad3[2];	 /* to one whole cache line per slot */
 };
-_Static_assert(sizeof(struct tg_flow_cache) == 48, "tg_flow_cache layout");
+_Static_assert(sizeof(struct tg_flow_cache) == 64, "tg_flow_cache layout");
+
+/* The flow has had one packet and no flow-table entry yet; synced_ns is the
+ * time of that packet. */
+#define TG_FLOW_CACHE_PENDING 1u
 
 /* ---- new-flow rate guard (tg_rate: PERCPU_ARRAY, 1 entry) --------------- */
 
@@ -333,7 +358,8 @@ _Static_assert(sizeof(struct tg_counter) == 16, "tg_counter layout");
 	X(TG_STAT_FLOW_EXPIRED, "flow_expired")		/* entry idle past the VIP's timeout */    \
 	X(TG_STAT_FLOW_REPICK_GONE, "flow_repick_gone") /* entry's real gone: Maglev re-pick */    \
 	X(TG_STAT_FLOW_GUARD_SKIP,                                                                 \
-	  "flow_guard_skip")			/* new-flow rate above limit: not inserted */      \
+	  "flow_guard_skip")		    /* new-flow rate above limit: not inserted */          \
+	X(TG_STAT_FLOW_ADMIT, "flow_admit") /* second packet: flow entered in the flow table */    \
 	X(TG_STAT_ICMP_TOO_BIG, "icmp_too_big") /* ICMP frag-needed/too-big sent to a real */
 
 #define TG_STAT_ENUM(id, name) id,

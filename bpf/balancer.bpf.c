@@ -168,9 +168,11 @@ struct {
 	__type(value, struct tg_flow_val);
 } tg_flows6 SEC(".maps");
 
-/* Per-CPU direct-mapped cache in front of the flow tables (abi.h). */
+/* Per-CPU direct-mapped cache in front of the flow tables (abi.h): CPU c
+ * owns entries c x TG_FLOW_CACHE_SLOTS onwards. max_entries is set by user
+ * space before load (possible CPUs x TG_FLOW_CACHE_SLOTS). */
 struct {
-	__uint(type, BPF_MAP_TYPE_PERCPU_ARRAY);
+	__uint(type, BPF_MAP_TYPE_ARRAY);
 	__uint(max_entries, TG_FLOW_CACHE_SLOTS);
 	__type(key, __u32);
 	__type(value, struct tg_flow_cache);
@@ -348,18 +350,19 @@ static __always_inline struct tg_flow_val *flow_lookup(const struct pkt *p, __u3
 	return bpf_map_lookup_elem(&tg_flows4, &k4);
 }
 
-static __always_inline void flow_insert(const struct pkt *p, __u32 tag, const struct tg_flow_val *v)
+/* Inserts p's flow entry; BPF_NOEXIST: another CPU that admitted the same
+ * flow first keeps its entry. Returns 0 or the helper's error. */
+static __always_inline long flow_insert(const struct pkt *p, __u32 tag, const struct tg_flow_val *v)
 {
 	if (is_v6(p)) {
 		struct tg_flow6_key k6 = {.vip_tag = tag, .sport = p->key.sport};
 
 		__builtin_memcpy(k6.src, p->key.src, 16);
-		bpf_map_update_elem(&tg_flows6, &k6, v, BPF_ANY);
-		return;
+		return bpf_map_update_elem(&tg_flows6, &k6, v, BPF_NOEXIST);
 	}
 	struct tg_flow4_key k4 = {.src = p->key.src[0], .vip_tag = tag, .sport = p->key.sport};
 
-	bpf_map_update_elem(&tg_flows4, &k4, v, BPF_ANY);
+	return bpf_map_update_elem(&tg_flows4, &k4, v, BPF_NOEXIST);
 }
 
 /* This CPU's flow-cache slot for p's flow (abi.h: flow cache). */
@@ -370,7 +373,8 @@ static __always_inline struct tg_flow_cache *cache_slot(const struct pkt *p, __u
 
 	if (is_v6(p))
 		fold ^= p->key.src[1] ^ p->key.src[2] ^ p->key.src[3];
-	slot = tg_flow_cache_slot(fold, p->key.sport, tag);
+	slot = tg_flow_cache_slot(fold, p->key.sport, tag) +
+	       bpf_get_smp_processor_id() * TG_FLOW_CACHE_SLOTS;
 	return bpf_map_lookup_elem(&tg_flow_cache, &slot);
 }
 
@@ -388,17 +392,44 @@ static __always_inline bool cache_match(const struct tg_flow_cache *c, const str
 }
 
 static __always_inline void cache_fill(struct tg_flow_cache *c, const struct pkt *p, __u32 tag,
-				       const struct route *rt, __u64 now)
+				       const struct route *rt, __u64 now, __u16 flags)
 {
 	if (!c)
 		return;
 	__builtin_memcpy(c->src, p->key.src, 16);
 	c->vip_tag = tag;
 	c->sport = p->key.sport;
+	c->flags = flags;
 	c->real_id = rt->real_id;
 	c->pair_id = rt->pair_id;
 	c->hash = rt->hash;
 	c->synced_ns = now;
+}
+
+/* The second packet of a pending flow (abi.h: flow cache): enters the flow
+ * in the flow table with the real its first packet went to, if the guard
+ * allows. Refused, the flow stays pending (and is forwarded all the same);
+ * its next packet asks the guard again. */
+static __always_inline void admit(struct tg_flow_cache *c, const struct pkt *p, __u32 tag,
+				  const struct route *rt, __u64 now)
+{
+	if (!guard_allows(now)) {
+		stat_inc(TG_STAT_FLOW_GUARD_SKIP);
+		c->synced_ns = now;
+		return;
+	}
+	struct tg_flow_val nv = {
+	    .real_id = rt->real_id, .hash = rt->hash, .last_seen_ns = now, .pair_id = rt->pair_id};
+
+	c->flags = 0;
+	if (flow_insert(p, tag, &nv) == 0) {
+		stat_inc(TG_STAT_FLOW_ADMIT);
+		c->synced_ns = now;
+	} else {
+		/* Admitted on another CPU first (or the insert failed): the
+		 * next packet reads whatever the table holds. */
+		c->synced_ns = 0;
+	}
 }
 
 /*
@@ -410,24 +441,30 @@ static __always_inline void cache_fill(struct tg_flow_cache *c, const struct pkt
  * last-seen time refreshed. An entry idle longer than the VIP's timeout
  * (+ TG_FLOW_SYNC_NS, abi.h) counts as a new flow; an entry whose real is
  * gone is re-picked. Both are rewritten in place (no new LRU node, so the
- * rate guard does not apply). A miss inserts a new entry unless the guard
- * refuses. Every entry written to the table is also written to the cache.
- * ICMP errors (lookup_only) only read the table, never the cache.
+ * rate guard does not apply). With no entry, a pending slot of this flow
+ * (its first packet, on this CPU, within the idle timeout) names the real
+ * and the flow is admitted to the table (admit); otherwise it is a new
+ * flow: Maglev picks and the slot is left pending, nothing inserted.
+ * ICMP errors (lookup_only) read the table and pending slots, write nothing.
  * Returns the real or NULL (drop_no_real), and fills *rt.
  */
 static __always_inline struct tg_real *pick_real(struct pkt *p, const struct tg_vip_info *vip,
 						 struct route *rt)
 {
 	__u64 now = p->now;
+	__u64 idle = (__u64)vip->idle_timeout_s * NSEC_PER_SEC + TG_FLOW_SYNC_NS;
 	__u32 tag = vip->flow_tag;
-	struct tg_flow_cache *c = NULL;
+	struct tg_flow_cache *c = cache_slot(p, tag);
+	struct tg_flow_cache *pending = NULL;
 	struct tg_flow_val *fv;
 	struct tg_real *r;
 	__u32 target;
 
-	if (!p->lookup_only) {
-		c = cache_slot(p, tag);
-		if (c && cache_match(c, p, tag) && now - c->synced_ns < TG_FLOW_SYNC_NS) {
+	if (c && cache_match(c, p, tag)) {
+		if (c->flags & TG_FLOW_CACHE_PENDING) {
+			if (now - c->synced_ns <= idle)
+				pending = c;
+		} else if (!p->lookup_only && now - c->synced_ns < TG_FLOW_SYNC_NS) {
 			r = real_get(c->real_id);
 			if (r) {
 				stat_inc(TG_STAT_FLOW_HIT);
@@ -441,8 +478,6 @@ static __always_inline struct tg_real *pick_real(struct pkt *p, const struct tg_
 
 	fv = flow_lookup(p, tag);
 	if (fv) {
-		__u64 idle = (__u64)vip->idle_timeout_s * NSEC_PER_SEC + TG_FLOW_SYNC_NS;
-
 		/* Signed: another CPU may have stored a slightly later time. */
 		if ((__s64)(now - fv->last_seen_ns) <= (__s64)idle) {
 			rt->real_id = fv->real_id;
@@ -453,7 +488,7 @@ static __always_inline struct tg_real *pick_real(struct pkt *p, const struct tg_
 				rt->hash = fv->hash;
 				if (!p->lookup_only) {
 					fv->last_seen_ns = now;
-					cache_fill(c, p, tag, rt, now);
+					cache_fill(c, p, tag, rt, now, 0);
 				}
 				return r;
 			}
@@ -461,6 +496,18 @@ static __always_inline struct tg_real *pick_real(struct pkt *p, const struct tg_
 		} else {
 			stat_inc(TG_STAT_FLOW_EXPIRED);
 		}
+	} else if (pending) {
+		rt->real_id = pending->real_id;
+		r = real_get(rt->real_id);
+		if (r) {
+			stat_inc(TG_STAT_FLOW_HIT);
+			rt->pair_id = pending->pair_id;
+			rt->hash = pending->hash;
+			if (!p->lookup_only)
+				admit(pending, p, tag, rt, now);
+			return r;
+		}
+		stat_inc(TG_STAT_FLOW_REPICK_GONE);
 	} else {
 		stat_inc(TG_STAT_FLOW_MISS);
 	}
@@ -477,19 +524,10 @@ static __always_inline struct tg_real *pick_real(struct pkt *p, const struct tg_
 		fv->pair_id = rt->pair_id;
 		fv->hash = rt->hash;
 		fv->last_seen_ns = now;
-	} else if (guard_allows(now)) {
-		struct tg_flow_val nv = {.real_id = rt->real_id,
-					 .hash = rt->hash,
-					 .last_seen_ns = now,
-					 .pair_id = rt->pair_id};
-
-		flow_insert(p, tag, &nv);
+		cache_fill(c, p, tag, rt, now, 0);
 	} else {
-		/* Not tracked: not cached either, so the guard sees it again. */
-		stat_inc(TG_STAT_FLOW_GUARD_SKIP);
-		return r;
+		cache_fill(c, p, tag, rt, now, TG_FLOW_CACHE_PENDING);
 	}
-	cache_fill(c, p, tag, rt, now);
 	return r;
 }
 

@@ -87,6 +87,29 @@ static int percpu_zero(tg_dp_t *dp, int fd, uint32_t key, size_t value_size)
 	return rc;
 }
 
+/* Clears one flow-cache slot on every CPU (bpf/abi.h: flow cache; CPU c's
+ * copy is entry c x TG_FLOW_CACHE_SLOTS + slot), in one batched update. */
+static int cache_clear(tg_dp_t *dp, uint32_t slot)
+{
+	uint32_t *keys = malloc((size_t)dp->ncpus * sizeof(*keys));
+	struct tg_flow_cache *zero = calloc((size_t)dp->ncpus, sizeof(*zero));
+	uint32_t n = (uint32_t)dp->ncpus;
+	int rc = 0;
+
+	if (!keys || !zero) {
+		rc = -ENOMEM;
+		goto out;
+	}
+	for (uint32_t c = 0; c < n; c++)
+		keys[c] = c * TG_FLOW_CACHE_SLOTS + slot;
+	if (bpf_map_update_batch(bpf_map__fd(dp->skel->maps.tg_flow_cache), keys, zero, &n, NULL))
+		rc = -errno;
+out:
+	free(keys);
+	free(zero);
+	return rc;
+}
+
 /* Sums a per-CPU tg_counter. */
 static int counter_read(tg_dp_t *dp, int fd, uint32_t id, tg_dp_counter_t *out)
 {
@@ -357,6 +380,10 @@ int tg_dp_open(const tg_dp_opts_t *opts, tg_dp_t **out)
 	rc = bpf_map__set_max_entries(dp->skel->maps.tg_flows4, flows);
 	if (!rc)
 		rc = bpf_map__set_max_entries(dp->skel->maps.tg_flows6, flows);
+	/* One run of slots per possible CPU (bpf/abi.h: flow cache). */
+	if (!rc)
+		rc = bpf_map__set_max_entries(dp->skel->maps.tg_flow_cache,
+					      (uint32_t)dp->ncpus * TG_FLOW_CACHE_SLOTS);
 	if (rc)
 		goto fail;
 
@@ -583,7 +610,6 @@ int tg_dp_real_invalidate(tg_dp_t *dp, uint32_t real_id)
 static int purge_table(tg_dp_t *dp, bool v6, uint32_t tag, uint32_t real_id)
 {
 	int fd = bpf_map__fd(v6 ? dp->skel->maps.tg_flows6 : dp->skel->maps.tg_flows4);
-	int cache_fd = bpf_map__fd(dp->skel->maps.tg_flow_cache);
 	size_t key_size = v6 ? sizeof(struct tg_flow6_key) : sizeof(struct tg_flow4_key);
 	size_t tag_off =
 	    v6 ? offsetof(struct tg_flow6_key, vip_tag) : offsetof(struct tg_flow4_key, vip_tag);
@@ -654,8 +680,7 @@ static int purge_table(tg_dp_t *dp, bool v6, uint32_t tag, uint32_t real_id)
 			fold = k4->src;
 			sport = k4->sport;
 		}
-		int e = percpu_zero(dp, cache_fd, tg_flow_cache_slot(fold, sport, tag),
-				    sizeof(struct tg_flow_cache));
+		int e = cache_clear(dp, tg_flow_cache_slot(fold, sport, tag));
 		if (e < 0) {
 			rc = e;
 			break;
@@ -665,6 +690,58 @@ out:
 	free(keys);
 	free(vals);
 	free(hits);
+	return rc;
+}
+
+/* Clears every flow-cache slot, on any CPU, that holds a flow of `tag` on
+ * real_id still pending (its first packet seen, no flow-table entry yet:
+ * see the flow cache in bpf/abi.h), so that its second packet is re-picked
+ * rather than admitted to the purged real. Slots of entries that were in
+ * the table went with them (purge_table). Read in batches; a slot the
+ * datapath rewrote after the read is zeroed all the same, which costs that
+ * flow one table lookup. Returns 0 or -errno. */
+static int purge_pending(tg_dp_t *dp, uint32_t tag, uint32_t real_id)
+{
+	enum { CHUNK = 4096 };
+	int fd = bpf_map__fd(dp->skel->maps.tg_flow_cache);
+	struct tg_flow_cache *vals = malloc(CHUNK * sizeof(*vals));
+	uint32_t *keys = malloc(CHUNK * sizeof(*keys));
+	uint32_t in_batch = 0, out_batch = 0;
+	bool first = true;
+	int rc = 0;
+
+	if (!vals || !keys) {
+		rc = -ENOMEM;
+		goto out;
+	}
+	for (;;) {
+		uint32_t count = CHUNK;
+		int e = bpf_map_lookup_batch(fd, first ? NULL : &in_batch, &out_batch, keys, vals,
+					     &count, NULL);
+		bool end = e != 0 && errno == ENOENT;
+		if (e != 0 && !end) {
+			rc = -errno;
+			goto out;
+		}
+		for (uint32_t i = 0; i < count; i++) {
+			static const struct tg_flow_cache zero;
+			const struct tg_flow_cache *v = &vals[i];
+			if (v->vip_tag != tag || v->real_id != real_id ||
+			    !(v->flags & TG_FLOW_CACHE_PENDING))
+				continue;
+			if (bpf_map_update_elem(fd, &keys[i], &zero, BPF_ANY)) {
+				rc = -errno;
+				goto out;
+			}
+		}
+		if (end)
+			break;
+		in_batch = out_batch;
+		first = false;
+	}
+out:
+	free(vals);
+	free(keys);
 	return rc;
 }
 
@@ -681,6 +758,9 @@ int tg_dp_flows_purge(tg_dp_t *dp, uint32_t vip_id, uint32_t real_id)
 	int n6 = purge_table(dp, true, tag, real_id);
 	if (n6 < 0)
 		return n6;
+	int e = purge_pending(dp, tag, real_id);
+	if (e < 0)
+		return e;
 	return n4 + n6;
 }
 
@@ -859,9 +939,7 @@ int tg_dp_flow_set(tg_dp_t *dp, const struct tg_flow_key *k, const struct tg_flo
 	if (bpf_map_update_elem(fd, &key, v, BPF_ANY))
 		return -errno;
 	/* Every CPU's cached copy goes, so the next packet reads the entry. */
-	return percpu_zero(dp, bpf_map__fd(dp->skel->maps.tg_flow_cache),
-			   tg_flow_cache_slot(fold, k->sport, dp->vip_tag[vip]),
-			   sizeof(struct tg_flow_cache));
+	return cache_clear(dp, tg_flow_cache_slot(fold, k->sport, dp->vip_tag[vip]));
 }
 
 int tg_dp_stats_read(tg_dp_t *dp, uint64_t out[TG_STAT_MAX])

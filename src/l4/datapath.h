@@ -114,9 +114,10 @@ int tg_dp_real_invalidate(tg_dp_t *dp, uint32_t real_id);
 /* Ends one VIP's flows on one real while the real stays valid for other
  * VIPs (its deregistration delay in this VIP is over): deletes that VIP's
  * flow-table entries that name real_id, so their next packet is re-picked
- * through the VIP's table (which no longer holds the real; per-CPU cached
- * copies expire within TG_FLOW_SYNC_NS). Walks the flow tables in batches:
- * a rare, control-plane-only cost. Returns the number of entries deleted,
+ * through the VIP's table (which no longer holds the real); their per-CPU
+ * cached copies go too, and so do flows of the VIP still pending admission
+ * on that real (one packet seen, bpf/abi.h). Walks the flow tables and the
+ * flow cache in batches: a rare, control-plane-only cost. Returns the number of entries deleted,
  * -ENOENT when the VIP id is not set, or -errno. */
 int tg_dp_flows_purge(tg_dp_t *dp, uint32_t vip_id, uint32_t real_id);
 

@@ -855,9 +855,14 @@ void tg_l4_plane_metrics(tg_l4_plane_t *p, tg_sbuf_t *out)
 		       "tidegate_l4_flow_repicks_total{reason=\"expired\"} %llu\n"
 		       "tidegate_l4_flow_repicks_total{reason=\"real_gone\"} %llu\n",
 		       (unsigned long long)t.flow_expired, (unsigned long long)t.flow_repick_gone);
+	family(out, "tidegate_l4_flows_admitted_total", "counter",
+	       "Flows entered in the flow table. A flow is entered on its second packet; until "
+	       "then its first packet's pick waits in the per-CPU flow cache.");
+	tg_sbuf_printf(out, "tidegate_l4_flows_admitted_total %llu\n",
+		       (unsigned long long)t.flow_admitted);
 	family(out, "tidegate_l4_new_flow_guard_total", "counter",
-	       "New flows forwarded without a flow-table entry because the new-flow rate was "
-	       "above max-new-flows-per-second.");
+	       "Packets of flows forwarded without a flow-table entry because the rate of "
+	       "entries was above max-new-flows-per-second.");
 	tg_sbuf_printf(out, "tidegate_l4_new_flow_guard_total %llu\n",
 		       (unsigned long long)t.new_flow_guard);
 	family(out, "tidegate_l4_drops_total", "counter",

@@ -51,7 +51,8 @@ typedef struct tg_l4_dp_totals {
 	uint64_t flow_miss;	   /* that missed (new flow) */
 	uint64_t flow_expired;	   /* hit an idle-expired entry (counted as miss too) */
 	uint64_t flow_repick_gone; /* hit an entry whose real is gone: re-picked */
-	uint64_t new_flow_guard;   /* new flows not inserted (rate guard) */
+	uint64_t flow_admitted;	   /* flows entered in the table (second packet) */
+	uint64_t new_flow_guard;   /* admissions refused (rate guard) */
 	size_t n_events;	   /* entries used in events[] */
 	struct {
 		const char *name; /* label: "drop_no_real", "pass_not_vip", ... */

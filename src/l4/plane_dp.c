@@ -112,6 +112,7 @@ static int totals(void *ctx, tg_l4_dp_totals_t *out)
 	    s[TG_STAT_FLOW_MISS] + s[TG_STAT_FLOW_EXPIRED] + s[TG_STAT_FLOW_REPICK_GONE];
 	out->flow_expired = s[TG_STAT_FLOW_EXPIRED];
 	out->flow_repick_gone = s[TG_STAT_FLOW_REPICK_GONE];
+	out->flow_admitted = s[TG_STAT_FLOW_ADMIT];
 	out->new_flow_guard = s[TG_STAT_FLOW_GUARD_SKIP];
 	out->n_events = 0;
 	for (unsigned int i = 0; i < TG_STAT_MAX && i < TG_ARRAY_SIZE(out->events); i++) {

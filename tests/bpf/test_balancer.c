@@ -640,6 +640,74 @@ static void test_sticky_after_table_swap(void **state)
 	send_expect_real(f, &s, 0, first);
 }
 
+/* A flow's first packet leaves it pending in this CPU's flow cache (abi.h);
+ * its second packet enters it in the table with the real the first packet
+ * went to, even across a table swap. */
+static void test_admitted_on_second_packet(void **state)
+{
+	NEED_NETNS();
+	fx_t *f = *state;
+	fx_spec_t s = tcp4(46500);
+	uint32_t first = predict(&s, 0, R_A, R_B);
+	uint32_t other = first == R_A ? R_B : R_A;
+	int rc;
+
+	send_expect_real(f, &s, 0, first);
+	flow_get(f, &s, &rc);
+	assert_int_equal(rc, -ENOENT);
+	assert_int_equal(stat_get(f, TG_STAT_FLOW_MISS), 1);
+	assert_int_equal(stat_get(f, TG_STAT_FLOW_ADMIT), 0);
+	table_set(f, V_TCP4, other, 0);
+	send_expect_real(f, &s, 0, first);
+	struct tg_flow_val v = flow_get(f, &s, &rc);
+	assert_int_equal(rc, 0);
+	assert_int_equal(v.real_id, first);
+	assert_int_equal(stat_get(f, TG_STAT_FLOW_ADMIT), 1);
+	send_expect_real(f, &s, 0, first);
+	assert_int_equal(stat_get(f, TG_STAT_FLOW_ADMIT), 1);
+	assert_int_equal(stat_get(f, TG_STAT_FLOW_MISS), 1);
+	assert_int_equal(stat_get(f, TG_STAT_FLOW_HIT), 2);
+
+	/* Pending is per CPU: a second packet on another CPU finds nothing and
+	 * is picked afresh (the table's answer, here the other real), pending
+	 * there; back on the first CPU it is admitted with the first pick. */
+	cpu_set_t one;
+	CPU_ZERO(&one);
+	CPU_SET(1, &one);
+	if (sysconf(_SC_NPROCESSORS_ONLN) < 2 || sched_setaffinity(0, sizeof(one), &one) != 0) {
+		fprintf(stderr, "  (one CPU: the other-CPU case is skipped)\n");
+		return;
+	}
+	fx_spec_t n = tcp4(46600);
+	table_set(f, V_TCP4, first, 0);
+	CPU_ZERO(&one);
+	CPU_SET(0, &one);
+	sched_setaffinity(0, sizeof(one), &one);
+	send_expect_real(f, &n, 0, first);
+	table_set(f, V_TCP4, other, 0);
+	CPU_ZERO(&one);
+	CPU_SET(1, &one);
+	sched_setaffinity(0, sizeof(one), &one);
+	send_expect_real(f, &n, 0, other);
+	flow_get(f, &n, &rc);
+	assert_int_equal(rc, -ENOENT);
+	CPU_ZERO(&one);
+	CPU_SET(0, &one);
+	sched_setaffinity(0, sizeof(one), &one);
+	send_expect_real(f, &n, 0, first);
+	v = flow_get(f, &n, &rc);
+	assert_int_equal(rc, 0);
+	assert_int_equal(v.real_id, first);
+	/* Now in the table, every CPU agrees. */
+	CPU_ZERO(&one);
+	CPU_SET(1, &one);
+	sched_setaffinity(0, sizeof(one), &one);
+	send_expect_real(f, &n, 0, first);
+	CPU_ZERO(&one);
+	CPU_SET(0, &one);
+	sched_setaffinity(0, sizeof(one), &one);
+}
+
 static void test_gone_real_repicked(void **state)
 {
 	NEED_NETNS();
@@ -648,8 +716,14 @@ static void test_gone_real_repicked(void **state)
 	uint32_t first = predict(&s, 0, R_A, R_B);
 	uint32_t other = first == R_A ? R_B : R_A;
 	int rc;
+	/* q: another flow to the same real, left pending (one packet). */
+	fx_spec_t q = tcp4(47100);
+	while (predict(&q, 0, R_A, R_B) != first)
+		q.sport++;
 
+	send_expect_real(f, &q, 0, first);
 	send_expect_real(f, &s, 0, first);
+	send_expect_real(f, &s, 0, first); /* second packet: in the table */
 	table_set(f, V_TCP4, other, 0);
 	assert_int_equal(tg_dp_real_invalidate(f->dp, first), 0);
 	send_expect_real(f, &s, 0, other);
@@ -659,7 +733,18 @@ static void test_gone_real_repicked(void **state)
 	assert_int_equal(rc, 0);
 	assert_int_equal(v.real_id, other);
 	send_expect_real(f, &s, 0, other);
-	assert_int_equal(stat_get(f, TG_STAT_FLOW_HIT), 1);
+	assert_int_equal(stat_get(f, TG_STAT_FLOW_HIT), 2);
+
+	/* The pending flow's real went too: re-picked, not admitted, and its
+	 * next packet admits it on the new real. */
+	send_expect_real(f, &q, 0, other);
+	assert_int_equal(stat_get(f, TG_STAT_FLOW_REPICK_GONE), 2);
+	flow_get(f, &q, &rc);
+	assert_int_equal(rc, -ENOENT);
+	send_expect_real(f, &q, 0, other);
+	v = flow_get(f, &q, &rc);
+	assert_int_equal(rc, 0);
+	assert_int_equal(v.real_id, other);
 
 	/* A table that still names only gone reals drops (drop_no_real). */
 	table_set(f, V_TCP4, first, 0);
@@ -748,12 +833,19 @@ static void test_new_flow_guard(void **state)
 	fx_t *g = st;
 	for (uint16_t p = 0; p < 5; p++) {
 		fx_spec_t s = tcp4((uint16_t)(50000 + p));
+		/* The guard counts admissions: second packets. */
+		send_expect_real(g, &s, 0, predict(&s, 0, R_A, R_B));
 		send_expect_real(g, &s, 0, predict(&s, 0, R_A, R_B));
 		flow_get(g, &s, &rc);
 		/* forwarded either way; only the first 3 got an entry */
 		assert_int_equal(rc == 0, p < 3);
 	}
 	assert_int_equal(stat_get(g, TG_STAT_FLOW_GUARD_SKIP), 2);
+	assert_int_equal(stat_get(g, TG_STAT_FLOW_ADMIT), 3);
+	/* A refused flow stays pending and on its real; it asks again. */
+	fx_spec_t s = tcp4(50004);
+	send_expect_real(g, &s, 0, predict(&s, 0, R_A, R_B));
+	assert_int_equal(stat_get(g, TG_STAT_FLOW_GUARD_SKIP), 3);
 	teardown(&st);
 	(void)state;
 }
@@ -1120,15 +1212,24 @@ static void test_idle_timeout_real_time(void **state)
 	unsigned int hz = tg_dp_hz(f->dp);
 
 	assert_true(hz == 100 || hz == 250 || hz == 300 || hz == 1000);
+	/* q: one packet only, pending admission; pending also ends with the
+	 * idle timeout. */
+	fx_spec_t q = tcp4(48200);
+	while (predict(&q, 0, R_A, R_B) != first)
+		q.sport++;
+
 	vip_add(f, V_TCP4, VIP4, 80, IPPROTO_TCP, false, false, 1);
 	send_expect_real(f, &s, 0, first);
+	send_expect_real(f, &q, 0, first);
 	table_set(f, V_TCP4, other, 0);
 	nanosleep(&half, NULL);
-	send_expect_real(f, &s, 0, first); /* refreshes last-seen */
+	send_expect_real(f, &s, 0, first); /* admitted: last-seen now */
 	nanosleep(&half, NULL);
 	nanosleep(&more, NULL);
 	send_expect_real(f, &s, 0, other);
 	assert_int_equal(stat_get(f, TG_STAT_FLOW_EXPIRED), 1);
+	send_expect_real(f, &q, 0, other); /* a new flow, not admitted to first */
+	assert_int_equal(stat_get(f, TG_STAT_FLOW_ADMIT), 1);
 }
 
 static void test_no_table_drops(void **state)
@@ -1188,10 +1289,19 @@ static void test_flows_purge_one_vip(void **state)
 	fx_spec_t s6 = tcp6(54401);
 	int rc;
 
-	send_expect_real(f, &s, 0, first);
-	send_expect_real(f, &u, 0, first);
-	send_expect_real(f, &s6, 0, predict(&s6, 0, R_A6, R_B6));
-	/* first drains in the TCP VIP: its flow stays (sticky) ... */
+	/* p: a flow of the TCP VIP on the same real with only one packet so
+	 * far (pending admission, no entry). */
+	fx_spec_t p = tcp4(54500);
+	while (predict(&p, 0, R_A, R_B) != first)
+		p.sport++;
+
+	for (int i = 0; i < 2; i++) { /* two packets each: in the table */
+		send_expect_real(f, &s, 0, first);
+		send_expect_real(f, &u, 0, first);
+		send_expect_real(f, &s6, 0, predict(&s6, 0, R_A6, R_B6));
+	}
+	send_expect_real(f, &p, 0, first);
+	/* first drains in the TCP VIP: its flows stay (sticky) ... */
 	table_set(f, V_TCP4, other, 0);
 	send_expect_real(f, &s, 0, first);
 	/* ... until the deregistration delay ends: purge. */
@@ -1199,6 +1309,8 @@ static void test_flows_purge_one_vip(void **state)
 	flow_get(f, &s, &rc);
 	assert_int_equal(rc, -ENOENT);
 	send_expect_real(f, &s, 0, other); /* at once: the cached copy went too */
+	/* The pending flow is not admitted to the purged real either. */
+	send_expect_real(f, &p, 0, other);
 	/* The other VIP's flow and the IPv6 one are untouched. */
 	struct tg_flow_val v = flow_get(f, &u, &rc);
 	assert_int_equal(rc, 0);
@@ -1335,6 +1447,7 @@ int main(void)
 	    T(test_malformed_more),
 	    T(test_malformed_icmp_and_l4),
 	    T(test_sticky_after_table_swap),
+	    T(test_admitted_on_second_packet),
 	    T(test_gone_real_repicked),
 	    T(test_idle_timeout_expiry),
 	    T(test_hash_source_ip),

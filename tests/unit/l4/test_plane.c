@@ -464,6 +464,7 @@ static int f_totals(void *ctx, tg_l4_dp_totals_t *out)
 	(void)ctx;
 	out->flow_hit = 7;
 	out->flow_miss = 3;
+	out->flow_admitted = 4;
 	out->new_flow_guard = 2;
 	out->n_events = 2;
 	out->events[0].name = "drop_no_real";
@@ -511,6 +512,7 @@ static void test_metrics(void **state)
 	    "tidegate_l4_real_healthy{vip=\"198.18.100.1:80/tcp\",real=\"198.18.2.13\"} 1\n",
 	    "tidegate_l4_flow_table_lookups_total{result=\"hit\"} 7\n",
 	    "tidegate_l4_flow_table_lookups_total{result=\"miss\"} 3\n",
+	    "tidegate_l4_flows_admitted_total 4\n",
 	    "tidegate_l4_new_flow_guard_total 2\n",
 	    "tidegate_l4_drops_total{reason=\"no_real\"} 5\n",
 	    "tidegate_l4_events_total{event=\"pass_not_vip\"} 9\n",
