@@ -850,6 +850,59 @@ static void test_new_flow_guard(void **state)
 	(void)state;
 }
 
+/* One-packet flows never reach the flow table, so a flood of them (spoofed
+ * SYNs, random ports) cannot evict established flows from a full LRU; the
+ * same number of two-packet flows does (the control: proof that the table
+ * is small enough for the flood to matter). */
+static void flood_case(bool two_packets, int *kept)
+{
+	tg_dp_opts_t o;
+	void *st = NULL;
+	int rc;
+	char src[32];
+
+	memset(&o, 0, sizeof(o));
+	o.test_mode = true;
+	o.flow_table_entries = 256; /* split between CPUs: <= 256 on this one */
+	assert_int_equal(fx_open(&st, &o), 0);
+	fx_t *g = st;
+	for (uint16_t p = 0; p < 20; p++) {
+		fx_spec_t s = tcp4((uint16_t)(55000 + p));
+		send_expect_real(g, &s, 0, predict(&s, 0, R_A, R_B));
+		send_expect_real(g, &s, 0, predict(&s, 0, R_A, R_B));
+	}
+	fx_spec_t flood = tcp4(0);
+	for (uint32_t i = 0; i < 4000; i++) {
+		fx_pkt_t in, out;
+		snprintf(src, sizeof(src), "198.18.70.%u", 1 + i / 1000);
+		flood.src = src;
+		flood.sport = (uint16_t)(20000 + i % 1000);
+		fx_build(&flood, &in);
+		assert_int_equal(fx_run(g->prog, &in, &out, if_lb0, true), XDP_TX);
+		if (two_packets)
+			assert_int_equal(fx_run(g->prog, &in, &out, if_lb0, true), XDP_TX);
+	}
+	*kept = 0;
+	for (uint16_t p = 0; p < 20; p++) {
+		fx_spec_t s = tcp4((uint16_t)(55000 + p));
+		flow_get(g, &s, &rc);
+		*kept += rc == 0;
+	}
+	teardown(&st);
+}
+
+static void test_one_packet_flood_evicts_nothing(void **state)
+{
+	NEED_NETNS();
+	int kept_single, kept_pairs;
+
+	flood_case(false, &kept_single);
+	flood_case(true, &kept_pairs);
+	assert_int_equal(kept_single, 20);
+	assert_true(kept_pairs < 20);
+	(void)state;
+}
+
 /* ---- ICMP errors about VIP flows ----------------------------------------- */
 
 /* Builds the ICMP error a router sends when the real's reply (VIP -> client,
@@ -1448,6 +1501,7 @@ int main(void)
 	    T(test_malformed_icmp_and_l4),
 	    T(test_sticky_after_table_swap),
 	    T(test_admitted_on_second_packet),
+	    T(test_one_packet_flood_evicts_nothing),
 	    T(test_gone_real_repicked),
 	    T(test_idle_timeout_expiry),
 	    T(test_hash_source_ip),
