@@ -602,22 +602,15 @@ int tg_dp_real_invalidate(tg_dp_t *dp, uint32_t real_id)
 	return 0;
 }
 
-/* Deletes the entries of one flow table (IPv6's when v6) whose VIP tag is
- * `tag` and whose value names real_id, and every CPU's cached copy of them.
- * The table is read whole in batches first and the matching keys deleted
- * after, since deleting during the walk would disturb it. Returns the count
- * deleted or -errno. */
-static int purge_table(tg_dp_t *dp, bool v6, uint32_t tag, uint32_t real_id)
+/* Reads a whole map in batches of up to `chunk` entries and calls
+ * visit(key, value, ctx) for each; a negative return ends the walk with it.
+ * The key and value buffers are reused between batches. Returns 0 or the
+ * first negative value (-errno when the kernel refused). */
+static int map_walk(int fd, size_t key_size, size_t val_size, uint32_t chunk,
+		    int (*visit)(const void *key, const void *val, void *ctx), void *ctx)
 {
-	int fd = bpf_map__fd(v6 ? dp->skel->maps.tg_flows6 : dp->skel->maps.tg_flows4);
-	size_t key_size = v6 ? sizeof(struct tg_flow6_key) : sizeof(struct tg_flow4_key);
-	size_t tag_off =
-	    v6 ? offsetof(struct tg_flow6_key, vip_tag) : offsetof(struct tg_flow4_key, vip_tag);
-	enum { BATCH = 4096 };
-	uint8_t *keys = malloc(BATCH * key_size);
-	struct tg_flow_val *vals = malloc(BATCH * sizeof(*vals));
-	uint8_t *hits = NULL;
-	size_t n_hits = 0, cap_hits = 0;
+	uint8_t *keys = malloc((size_t)chunk * key_size);
+	uint8_t *vals = malloc((size_t)chunk * val_size);
 	uint64_t in_batch = 0, out_batch = 0; /* opaque, >= 4 bytes for hash maps */
 	bool first = true;
 	int rc = 0;
@@ -627,7 +620,7 @@ static int purge_table(tg_dp_t *dp, bool v6, uint32_t tag, uint32_t real_id)
 		goto out;
 	}
 	for (;;) {
-		uint32_t count = BATCH;
+		uint32_t count = chunk;
 		int e = bpf_map_lookup_batch(fd, first ? NULL : &in_batch, &out_batch, keys, vals,
 					     &count, NULL);
 		bool end = e != 0 && errno == ENOENT;
@@ -636,30 +629,70 @@ static int purge_table(tg_dp_t *dp, bool v6, uint32_t tag, uint32_t real_id)
 			goto out;
 		}
 		for (uint32_t i = 0; i < count; i++) {
-			uint32_t t;
-			memcpy(&t, keys + i * key_size + tag_off, sizeof(t));
-			if (t != tag || vals[i].real_id != real_id)
-				continue;
-			if (n_hits == cap_hits) {
-				size_t cap = cap_hits ? cap_hits * 2 : 256;
-				uint8_t *h = realloc(hits, cap * key_size);
-				if (!h) {
-					rc = -ENOMEM;
-					goto out;
-				}
-				hits = h;
-				cap_hits = cap;
-			}
-			memcpy(hits + n_hits * key_size, keys + i * key_size, key_size);
-			n_hits++;
+			rc = visit(keys + i * key_size, vals + i * val_size, ctx);
+			if (rc < 0)
+				goto out;
 		}
 		if (end)
 			break;
 		in_batch = out_batch;
 		first = false;
 	}
-	for (size_t i = 0; i < n_hits; i++) {
-		const uint8_t *k = hits + i * key_size;
+out:
+	free(keys);
+	free(vals);
+	return rc;
+}
+
+/* purge_table's walk: collects the keys to delete. */
+struct purge_hits {
+	size_t key_size, tag_off;
+	uint32_t tag, real_id;
+	uint8_t *keys;
+	size_t n, cap;
+};
+
+static int purge_collect(const void *key, const void *val, void *ctx)
+{
+	struct purge_hits *h = ctx;
+	const struct tg_flow_val *v = val;
+	uint32_t t;
+
+	memcpy(&t, (const uint8_t *)key + h->tag_off, sizeof(t));
+	if (t != h->tag || v->real_id != h->real_id)
+		return 0;
+	if (h->n == h->cap) {
+		size_t cap = h->cap ? h->cap * 2 : 256;
+		uint8_t *k = realloc(h->keys, cap * h->key_size);
+		if (!k)
+			return -ENOMEM;
+		h->keys = k;
+		h->cap = cap;
+	}
+	memcpy(h->keys + h->n * h->key_size, key, h->key_size);
+	h->n++;
+	return 0;
+}
+
+/* Deletes the entries of one flow table (IPv6's when v6) whose VIP tag is
+ * `tag` and whose value names real_id, and every CPU's cached copy of them.
+ * The table is read whole in batches first and the matching keys deleted
+ * after, since deleting during the walk would disturb it. Returns the count
+ * deleted or -errno. */
+static int purge_table(tg_dp_t *dp, bool v6, uint32_t tag, uint32_t real_id)
+{
+	int fd = bpf_map__fd(v6 ? dp->skel->maps.tg_flows6 : dp->skel->maps.tg_flows4);
+	struct purge_hits h = {
+	    .key_size = v6 ? sizeof(struct tg_flow6_key) : sizeof(struct tg_flow4_key),
+	    .tag_off = v6 ? offsetof(struct tg_flow6_key, vip_tag)
+			  : offsetof(struct tg_flow4_key, vip_tag),
+	    .tag = tag,
+	    .real_id = real_id,
+	};
+	int rc = map_walk(fd, h.key_size, sizeof(struct tg_flow_val), 4096, purge_collect, &h);
+
+	for (size_t i = 0; rc >= 0 && i < h.n; i++) {
+		const uint8_t *k = h.keys + i * h.key_size;
 		/* One at a time: an entry the LRU evicted meanwhile is not an error. */
 		if (bpf_map_delete_elem(fd, k) == 0)
 			rc++;
@@ -686,63 +719,42 @@ static int purge_table(tg_dp_t *dp, bool v6, uint32_t tag, uint32_t real_id)
 			break;
 		}
 	}
-out:
-	free(keys);
-	free(vals);
-	free(hits);
+	free(h.keys);
 	return rc;
+}
+
+/* purge_pending's walk: zeroes matching slots as it goes (an ARRAY map:
+ * updates do not disturb a batch walk). */
+struct purge_pending_ctx {
+	int fd;
+	uint32_t tag, real_id;
+};
+
+static int pending_clear(const void *key, const void *val, void *ctx)
+{
+	static const struct tg_flow_cache zero;
+	const struct purge_pending_ctx *c = ctx;
+	const struct tg_flow_cache *v = val;
+
+	if (v->vip_tag != c->tag || v->real_id != c->real_id || !(v->flags & TG_FLOW_CACHE_PENDING))
+		return 0;
+	return bpf_map_update_elem(c->fd, key, &zero, BPF_ANY) ? -errno : 0;
 }
 
 /* Clears every flow-cache slot, on any CPU, that holds a flow of `tag` on
  * real_id still pending (its first packet seen, no flow-table entry yet:
  * see the flow cache in bpf/abi.h), so that its second packet is re-picked
  * rather than admitted to the purged real. Slots of entries that were in
- * the table went with them (purge_table). Read in batches; a slot the
- * datapath rewrote after the read is zeroed all the same, which costs that
- * flow one table lookup. Returns 0 or -errno. */
+ * the table went with them (purge_table). A slot the datapath rewrote after
+ * the read is zeroed all the same, which costs that flow one table lookup.
+ * Returns 0 or -errno. */
 static int purge_pending(tg_dp_t *dp, uint32_t tag, uint32_t real_id)
 {
-	enum { CHUNK = 4096 };
-	int fd = bpf_map__fd(dp->skel->maps.tg_flow_cache);
-	struct tg_flow_cache *vals = malloc(CHUNK * sizeof(*vals));
-	uint32_t *keys = malloc(CHUNK * sizeof(*keys));
-	uint32_t in_batch = 0, out_batch = 0;
-	bool first = true;
-	int rc = 0;
+	struct purge_pending_ctx c = {
+	    .fd = bpf_map__fd(dp->skel->maps.tg_flow_cache), .tag = tag, .real_id = real_id};
 
-	if (!vals || !keys) {
-		rc = -ENOMEM;
-		goto out;
-	}
-	for (;;) {
-		uint32_t count = CHUNK;
-		int e = bpf_map_lookup_batch(fd, first ? NULL : &in_batch, &out_batch, keys, vals,
-					     &count, NULL);
-		bool end = e != 0 && errno == ENOENT;
-		if (e != 0 && !end) {
-			rc = -errno;
-			goto out;
-		}
-		for (uint32_t i = 0; i < count; i++) {
-			static const struct tg_flow_cache zero;
-			const struct tg_flow_cache *v = &vals[i];
-			if (v->vip_tag != tag || v->real_id != real_id ||
-			    !(v->flags & TG_FLOW_CACHE_PENDING))
-				continue;
-			if (bpf_map_update_elem(fd, &keys[i], &zero, BPF_ANY)) {
-				rc = -errno;
-				goto out;
-			}
-		}
-		if (end)
-			break;
-		in_batch = out_batch;
-		first = false;
-	}
-out:
-	free(vals);
-	free(keys);
-	return rc;
+	return map_walk(c.fd, sizeof(uint32_t), sizeof(struct tg_flow_cache), 4096, pending_clear,
+			&c);
 }
 
 int tg_dp_flows_purge(tg_dp_t *dp, uint32_t vip_id, uint32_t real_id)

@@ -640,6 +640,17 @@ static void test_sticky_after_table_swap(void **state)
 	send_expect_real(f, &s, 0, first);
 }
 
+/* Moves the test onto one CPU (BPF_PROG_TEST_RUN runs the program on the
+ * caller's CPU, so this picks the per-CPU flow cache a packet sees). */
+static bool pin_cpu(int cpu)
+{
+	cpu_set_t set;
+
+	CPU_ZERO(&set);
+	CPU_SET(cpu, &set);
+	return sched_setaffinity(0, sizeof(set), &set) == 0;
+}
+
 /* A flow's first packet leaves it pending in this CPU's flow cache (abi.h);
  * its second packet enters it in the table with the real the first packet
  * went to, even across a table swap. */
@@ -671,41 +682,29 @@ static void test_admitted_on_second_packet(void **state)
 	/* Pending is per CPU: a second packet on another CPU finds nothing and
 	 * is picked afresh (the table's answer, here the other real), pending
 	 * there; back on the first CPU it is admitted with the first pick. */
-	cpu_set_t one;
-	CPU_ZERO(&one);
-	CPU_SET(1, &one);
-	if (sysconf(_SC_NPROCESSORS_ONLN) < 2 || sched_setaffinity(0, sizeof(one), &one) != 0) {
+	if (sysconf(_SC_NPROCESSORS_ONLN) < 2 || !pin_cpu(1)) {
 		fprintf(stderr, "  (one CPU: the other-CPU case is skipped)\n");
+		pin_cpu(0);
 		return;
 	}
 	fx_spec_t n = tcp4(46600);
 	table_set(f, V_TCP4, first, 0);
-	CPU_ZERO(&one);
-	CPU_SET(0, &one);
-	sched_setaffinity(0, sizeof(one), &one);
+	pin_cpu(0);
 	send_expect_real(f, &n, 0, first);
 	table_set(f, V_TCP4, other, 0);
-	CPU_ZERO(&one);
-	CPU_SET(1, &one);
-	sched_setaffinity(0, sizeof(one), &one);
+	pin_cpu(1);
 	send_expect_real(f, &n, 0, other);
 	flow_get(f, &n, &rc);
 	assert_int_equal(rc, -ENOENT);
-	CPU_ZERO(&one);
-	CPU_SET(0, &one);
-	sched_setaffinity(0, sizeof(one), &one);
+	pin_cpu(0);
 	send_expect_real(f, &n, 0, first);
 	v = flow_get(f, &n, &rc);
 	assert_int_equal(rc, 0);
 	assert_int_equal(v.real_id, first);
 	/* Now in the table, every CPU agrees. */
-	CPU_ZERO(&one);
-	CPU_SET(1, &one);
-	sched_setaffinity(0, sizeof(one), &one);
+	pin_cpu(1);
 	send_expect_real(f, &n, 0, first);
-	CPU_ZERO(&one);
-	CPU_SET(0, &one);
-	sched_setaffinity(0, sizeof(one), &one);
+	pin_cpu(0);
 }
 
 static void test_gone_real_repicked(void **state)
