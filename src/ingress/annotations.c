@@ -249,6 +249,28 @@ static bool parse_extra(tg_str_t name, const char *key, const char *v, size_t vl
 			out->limit_burst_mult = (uint32_t)x;
 		return true;
 	}
+	/* Response bandwidth, in KB as ingress-nginx writes them (nginx's
+	 * limit_rate Nk / limit_rate_after Nk). */
+	bool l_rate = name_is(name, "limit-rate");
+	if (l_rate || name_is(name, "limit-rate-after")) {
+		uint64_t kb;
+		if (tg_parse_u64(v, vl, &kb) || kb > (UINT64_C(1) << 32)) {
+			*err = refuse(out, a,
+				      "annotation %s: bad value \"%.*s\" (want a whole number of "
+				      "kilobytes%s, 0 for none): refusing to serve this Ingress "
+				      "without the limit it asks for",
+				      key, (int)TG_MIN(vl, 64), v, l_rate ? " per second" : "");
+			return true;
+		}
+		if (l_rate) {
+			out->has_limit_rate = true;
+			out->limit_rate = kb * 1024;
+		} else {
+			out->has_limit_rate_after = true;
+			out->limit_rate_after = kb * 1024;
+		}
+		return true;
+	}
 	bool l_allow_new = name_is(name, "limit-allowlist");
 	if (l_allow_new || name_is(name, "limit-whitelist")) {
 		if (!l_allow_new && out->has_limit_allow_new)

@@ -90,6 +90,10 @@ typedef struct tg_ingress_annotations {
 	bool ssl_redirect;		   /* its value */
 	bool has_force_ssl_redirect;	   /* force-ssl-redirect given */
 	bool force_ssl_redirect;	   /* its value */
+	bool has_limit_rate;		   /* limit-rate given */
+	uint64_t limit_rate;		   /* bytes per second (written in KB/s), 0 = none */
+	bool has_limit_rate_after;	   /* limit-rate-after given */
+	uint64_t limit_rate_after;	   /* bytes (written in KB) sent before the limit */
 	tg_backend_protocol_t protocol;	   /* backend-protocol [HTTP] */
 	tg_kv_t *raw;			   /* auth-tls-* (read again by tls_build.c), full
 					    * names, raw values */

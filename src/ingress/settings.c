@@ -91,6 +91,8 @@ static const key_desc_t keys[] = {
     {"client-header-timeout", V_MS32, F(client_header_timeout_ms), 1},
     {"client-body-timeout", V_MS32, F(client_body_timeout_ms), 1},
     {"proxy-body-size", V_SIZE64, F(proxy_body_size), 0},
+    {"limit-rate", V_SIZE64, F(limit_rate), 0},
+    {"limit-rate-after", V_SIZE64, F(limit_rate_after), 0},
     {"worker-shutdown-timeout", V_MS32, F(worker_shutdown_timeout_ms), 0},
     {"max-worker-connections", V_U32, F(max_worker_connections), 1},
     {"client-header-buffer-size", V_SIZE32, F(client_header_buffer_size), 64},

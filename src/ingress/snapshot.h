@@ -64,6 +64,8 @@ typedef struct tg_settings {
 	uint32_t client_header_timeout_ms;	 /* client-header-timeout [60s], whole head */
 	uint32_t client_body_timeout_ms;	 /* client-body-timeout [60s], between reads */
 	uint64_t proxy_body_size;		 /* proxy-body-size [1m]; 0 = unlimited */
+	uint64_t limit_rate;			 /* limit-rate [0 = none]: bytes/s per response */
+	uint64_t limit_rate_after;		 /* limit-rate-after [0]: bytes sent unlimited */
 	uint32_t worker_shutdown_timeout_ms;	 /* worker-shutdown-timeout [240s] */
 	uint32_t max_worker_connections;	 /* max-worker-connections [16384] client conns
 						  * per worker */
@@ -184,6 +186,8 @@ typedef struct tg_route_opts {
 	uint32_t proxy_send_timeout_ms;	   /* .../proxy-send-timeout */
 	bool ssl_redirect;		   /* .../ssl-redirect */
 	bool force_ssl_redirect;	   /* .../force-ssl-redirect */
+	uint64_t limit_rate;		   /* .../limit-rate in bytes/s (0: none) */
+	uint64_t limit_rate_after;	   /* .../limit-rate-after in bytes */
 	bool tls;		    /* the route's host is listed in the Ingress's spec.tls */
 	uint8_t client_auth_verify; /* auth-tls-verify-client (tg_tls_verify_t) when
 				     * auth-tls-secret is set, else OFF */

@@ -612,6 +612,9 @@ static tg_route_opts_t route_opts(const tg_settings_t *s, const tg_ingress_spec_
 		an->has_send_timeout ? an->proxy_send_timeout_ms : s->proxy_send_timeout_ms,
 	    .ssl_redirect = an->has_ssl_redirect ? an->ssl_redirect : s->ssl_redirect,
 	    .force_ssl_redirect = an->has_force_ssl_redirect && an->force_ssl_redirect,
+	    .limit_rate = an->has_limit_rate ? an->limit_rate : s->limit_rate,
+	    .limit_rate_after =
+		an->has_limit_rate_after ? an->limit_rate_after : s->limit_rate_after,
 	    .tls = tls_covers(ing, host),
 	};
 	return o;

@@ -55,7 +55,7 @@
 #define PUMP_PROGRESS 2
 
 /* Which deadline of an exchange is the nearest. */
-enum { W_NONE, W_CONNECT, W_USEND, W_CBODY, W_CWRITE, W_UREAD };
+enum { W_NONE, W_CONNECT, W_USEND, W_CBODY, W_CWRITE, W_UREAD, W_RATE };
 
 /* Upstream failure kinds. */
 enum { F_WRITE, F_EOF, F_RESET, F_PROTO, F_TIMEOUT };
@@ -509,15 +509,71 @@ static int local_response(tg_cconn_t *c, int status)
 	return STEP_AGAIN;
 }
 
-/* Writes pending ciov entries. Returns 1 when all written, 0 when blocked,
- * -1 on a write error (the caller aborts). */
+/*
+ * limit-rate / limit-rate-after (nginx's limit_rate, per request): by t
+ * seconds after the request head, at most rate x (t + 1) + after bytes
+ * (head included) have been written to the client; the "+ 1" is nginx's
+ * first second. Returns how many bytes may be written now: SIZE_MAX when
+ * the route has no limit, 0 when the caller must wait, in which case
+ * x->rate_until_ms says until when. Waits until a worthwhile chunk is due
+ * (1/16 s of the rate, at least 1 KB, at most what is pending) rather than
+ * writing a few bytes on every tick.
+ */
+static size_t rate_allowance(tg_cconn_t *c, size_t pending)
+{
+	const tg_route_t *rt = c->x->route;
+	if (!rt || !rt->opts.limit_rate || c->phase != CP_PROXY)
+		return SIZE_MAX;
+	uint64_t rate = rt->opts.limit_rate, after = rt->opts.limit_rate_after;
+	uint64_t start_ms = c->x->t_start_ns / 1000000u;
+	uint64_t now = now_ms(c), elapsed = now > start_ms ? now - start_ms : 0;
+	uint64_t budget = after + rate + rate * elapsed / 1000u;
+	uint64_t sent = c->x->sent_bytes;
+	uint64_t want = TG_MIN((uint64_t)pending, TG_MAX(rate / 16u, UINT64_C(1024)));
+	if (budget >= sent + want) {
+		c->x->rate_until_ms = 0;
+		uint64_t allow = budget - sent;
+		return allow > SIZE_MAX ? SIZE_MAX : (size_t)allow;
+	}
+	/* When the budget reaches sent + want: after + rate x (t + 1) >= sent + want. */
+	uint64_t need = sent + want - after; /* > rate: the budget is below it */
+	uint64_t t_ms = (need - rate) * 1000u / rate + 1;
+	c->x->rate_until_ms = start_ms + t_ms;
+	return 0;
+}
+
+/* Writes pending ciov entries. Returns 1 when all written, 0 when blocked
+ * (socket full, or limit-rate: x->rate_until_ms set), -1 on a write error
+ * (the caller aborts). */
 static int flush_client(tg_cconn_t *c)
 {
 	while (c->x->ciov_i < c->x->ciov_n) {
 		if (!c->wr)
 			return 0;
-		ssize_t n = tg_cio_writev(c->tls, c->io.fd, &c->x->ciov[c->x->ciov_i],
-					  iov_count(c->x->ciov_i, c->x->ciov_n));
+		struct iovec *iov = &c->x->ciov[c->x->ciov_i];
+		int cnt = iov_count(c->x->ciov_i, c->x->ciov_n);
+		struct iovec capped[TG_PROXY_IOV];
+		bool cut = false; /* fewer bytes asked for than are pending */
+		if (TG_UNLIKELY(c->x->route && c->x->route->opts.limit_rate)) {
+			size_t pending = tg_iov_len(iov, cnt);
+			size_t allow = rate_allowance(c, pending);
+			if (allow == 0)
+				return 0;
+			if (allow < pending) {
+				/* The first iovecs up to `allow` bytes, the last one cut. */
+				int k = 0;
+				for (size_t left = allow; left && k < cnt; k++) {
+					capped[k] = iov[k];
+					if (capped[k].iov_len > left)
+						capped[k].iov_len = left;
+					left -= capped[k].iov_len;
+				}
+				iov = capped;
+				cnt = k;
+				cut = true;
+			}
+		}
+		ssize_t n = tg_cio_writev(c->tls, c->io.fd, iov, cnt);
 		if (n < 0) {
 			if (errno == EAGAIN) {
 				c->wr = 0;
@@ -530,8 +586,10 @@ static int flush_client(tg_cconn_t *c)
 		c->x->sent_bytes += (uint64_t)n;
 		c->x->last_cwrite = now_ms(c);
 		iov_advance(c->x->ciov, &c->x->ciov_i, c->x->ciov_n, (size_t)n);
-		if (c->x->ciov_i < c->x->ciov_n)
-			c->wr = 0; /* short write: the socket buffer is full */
+		/* Short write: the socket buffer is full (edge-triggered: wait for
+		 * EPOLLOUT). A write cut by limit-rate that went whole is not one. */
+		if (cut ? (size_t)n < tg_iov_len(iov, cnt) : c->x->ciov_i < c->x->ciov_n)
+			c->wr = 0;
 	}
 	c->x->ciov_i = c->x->ciov_n = 0;
 	return 1;
@@ -1259,6 +1317,8 @@ static uint64_t proxy_deadline(const tg_cconn_t *c, int *which)
 		}
 		if (c->x->ciov_i < c->x->ciov_n)
 			CAND(c->x->last_cwrite + o->proxy_send_timeout_ms, W_CWRITE);
+		if (c->x->rate_until_ms && c->x->ciov_i < c->x->ciov_n)
+			CAND(c->x->rate_until_ms, W_RATE);
 		else if (c->x->resp_state != RS_DONE &&
 			 (c->x->req_sent || c->x->resp_state != RS_HEAD))
 			CAND(c->x->last_uread + o->proxy_read_timeout_ms, W_UREAD);
@@ -1334,6 +1394,10 @@ static void proxy_timeout(tg_cconn_t *c)
 	case W_USEND:
 	case W_UREAD:
 		upstream_failed(c, F_TIMEOUT);
+		break;
+	case W_RATE:
+		/* limit-rate: the next chunk is due (flush_client recomputes). */
+		c->x->rate_until_ms = 0;
 		break;
 	case W_CBODY:
 		if (c->x->resp_started) {

@@ -176,6 +176,7 @@ typedef struct tg_exch {
 	uint64_t t_start_ns;	  /* request head complete */
 	uint64_t t_up_start_ns;	  /* last attempt started */
 	uint64_t t_up_end_ns;	  /* response complete from upstream */
+	uint64_t rate_until_ms;	  /* limit-rate: writing waits until then (0: not waiting) */
 	tg_str_t reqid_client;	  /* the client's X-Request-ID (len 0: none) */
 	/* limit-connections (ratelimit.h): the slot held, given back by
 	 * tg_annot_release at the end of the exchange; NULL: none. */
