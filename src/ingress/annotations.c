@@ -17,7 +17,6 @@ static const char *const raw_names[] = {
     "auth-tls-secret",
     "auth-tls-verify-client",
     "auth-tls-verify-depth",
-    "auth-tls-error-page",
     "auth-tls-pass-certificate-to-upstream",
 };
 
@@ -389,6 +388,27 @@ static bool parse_extra(tg_str_t name, const char *key, const char *v, size_t vl
 			*want = " (want true or false)";
 		else
 			out->use_regex = out->use_regex || on;
+		return true;
+	}
+	/* nginx's error_page 495 496 = URL: a certificate error redirects (302)
+	 * there. Only an absolute URL can be honoured: a local path would be an
+	 * internal redirect into a location nginx serves without the check, and
+	 * the client's request for it here would meet the same check again. The
+	 * refusal (400) stands either way, so a value we cannot use is logged,
+	 * not fatal. */
+	if (name_is(name, "auth-tls-error-page")) {
+		bool abs = (vl > 7 && strncmp(v, "http://", 7) == 0) ||
+			   (vl > 8 && strncmp(v, "https://", 8) == 0);
+		if (!abs || !header_safe(v, vl)) {
+			if (tg_once_first("auth-tls-error-page", v, vl))
+				tg_warn("ingress",
+					"annotation %s: \"%.*s\" is not an absolute http(s) URL: "
+					"certificate errors keep answering 400 (logged once)",
+					key, (int)TG_MIN(vl, 64), v);
+			return true;
+		}
+		if (!(out->auth_tls_error_page = tg_arena_strndup(a, v, vl)))
+			*err = -ENOMEM;
 		return true;
 	}
 	if (name_is(name, "rewrite-target") || name_is(name, "x-forwarded-prefix") ||

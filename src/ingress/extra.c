@@ -301,7 +301,8 @@ const tg_route_extra_t *tg_extra_build_ingress(tg_extra_build_t *eb, const tg_ob
 	if (!an->refused && !an->has_allow && !an->has_deny && !global_allow && !global_deny &&
 	    !global_bad && !an->match_cn && !an->redirect_url && !an->app_root &&
 	    !an->rewrite_target && !an->x_forwarded_prefix && !an->upstream_vhost &&
-	    an->protocol != TG_PROTO_HTTPS && !an->limit_rps && !an->limit_rpm && !an->limit_conns)
+	    !an->auth_tls_error_page && an->protocol != TG_PROTO_HTTPS && !an->limit_rps &&
+	    !an->limit_rpm && !an->limit_conns)
 		return NULL;
 	tg_route_extra_t *ex = tg_arena_alloc(eb->a, sizeof(*ex));
 	if (!ex)
@@ -364,7 +365,9 @@ const tg_route_extra_t *tg_extra_build_ingress(tg_extra_build_t *eb, const tg_ob
 	    (an->x_forwarded_prefix &&
 	     !(ex->x_forwarded_prefix = tg_arena_strdup(eb->a, an->x_forwarded_prefix))) ||
 	    (an->upstream_vhost &&
-	     !(ex->upstream_vhost = tg_arena_strdup(eb->a, an->upstream_vhost))))
+	     !(ex->upstream_vhost = tg_arena_strdup(eb->a, an->upstream_vhost))) ||
+	    (an->auth_tls_error_page &&
+	     !(ex->auth_tls_error_page = tg_arena_strdup(eb->a, an->auth_tls_error_page))))
 		goto oom;
 	if (an->limit_rps || an->limit_rpm || an->limit_conns) {
 		/* The zone is found again by name at every build: buckets survive

@@ -123,16 +123,17 @@ typedef struct tg_ingress_annotations {
 	const char *proxy_ssl_name;	 /* proxy-ssl-name, or NULL */
 	bool proxy_ssl_server_name;	 /* proxy-ssl-server-name on [off] */
 	/* --- routing --- */
-	const char *redirect_url;	/* permanent-redirect, else temporal-redirect */
-	uint16_t redirect_code;		/* 301 / 302 or the matching -code annotation */
-	const char *app_root;		/* app-root ("/path"), or NULL */
-	bool use_regex;			/* use-regex "true" (or rewrite-target given) */
-	const char *rewrite_target;	/* rewrite-target, or NULL */
-	const char *x_forwarded_prefix; /* x-forwarded-prefix, or NULL */
-	const char *upstream_vhost;	/* upstream-vhost, or NULL */
-	bool canary;			/* canary "true": a weighted copy of another
-					 * Ingress's paths, which tidegate cannot split
-					 * traffic for: not routed at all (translate.c) */
+	const char *redirect_url;	 /* permanent-redirect, else temporal-redirect */
+	uint16_t redirect_code;		 /* 301 / 302 or the matching -code annotation */
+	const char *app_root;		 /* app-root ("/path"), or NULL */
+	bool use_regex;			 /* use-regex "true" (or rewrite-target given) */
+	const char *rewrite_target;	 /* rewrite-target, or NULL */
+	const char *x_forwarded_prefix;	 /* x-forwarded-prefix, or NULL */
+	const char *upstream_vhost;	 /* upstream-vhost, or NULL */
+	const char *auth_tls_error_page; /* auth-tls-error-page (absolute URL), or NULL */
+	bool canary;			 /* canary "true": a weighted copy of another
+					  * Ingress's paths, which tidegate cannot split
+					  * traffic for: not routed at all (translate.c) */
 } tg_ingress_annotations_t;
 
 typedef struct tg_ingress_spec {

@@ -151,26 +151,28 @@ struct tg_rl_policy;	/* proxy/ratelimit.h */
  * (with rewrite-target, upstream-vhost, x-forwarded-prefix, upstream TLS).
  */
 typedef struct tg_route_extra {
-	const char *denied;		/* the Ingress is refused (unsupported security
-					 * annotation, bad security value): why; every
-					 * route of it answers 503 */
-	const tg_cidr_t *allow;		/* whitelist/allowlist-source-range: only these
-					 * client addresses (n_allow 0: everyone) */
-	uint32_t n_allow;		/* entries in allow */
-	const tg_cidr_t *deny;		/* denylist-source-range: these get 403 */
-	uint32_t n_deny;		/* entries in deny */
-	const void *match_cn;		/* auth-tls-match-cn: regex_t the client
-					 * certificate's subject DN must match, or NULL */
-	const char *redirect_url;	/* permanent-redirect / temporal-redirect, or NULL */
-	uint16_t redirect_code;		/* its status (301/302 or the -code annotation) */
-	const char *app_root;		/* app-root: "/" redirects (302) here, or NULL */
-	const void *rewrite_re;		/* regex_t of the route's path for rewrite-target,
-					 * or NULL (extras of regex routes are per route) */
-	const char *rewrite_target;	/* rewrite-target, with $1..$9, or NULL */
-	const char *x_forwarded_prefix; /* x-forwarded-prefix value to send, or NULL */
-	const char *upstream_vhost;	/* upstream-vhost: Host sent upstream, or NULL */
-	struct tg_tls_upstream *up_tls; /* backend-protocol HTTPS: the TLS profile (one
-					 * reference owned by the snapshot), or NULL */
+	const char *denied;		 /* the Ingress is refused (unsupported security
+					  * annotation, bad security value): why; every
+					  * route of it answers 503 */
+	const tg_cidr_t *allow;		 /* whitelist/allowlist-source-range: only these
+					  * client addresses (n_allow 0: everyone) */
+	uint32_t n_allow;		 /* entries in allow */
+	const tg_cidr_t *deny;		 /* denylist-source-range: these get 403 */
+	uint32_t n_deny;		 /* entries in deny */
+	const void *match_cn;		 /* auth-tls-match-cn: regex_t the client
+					  * certificate's subject DN must match, or NULL */
+	const char *redirect_url;	 /* permanent-redirect / temporal-redirect, or NULL */
+	uint16_t redirect_code;		 /* its status (301/302 or the -code annotation) */
+	const char *app_root;		 /* app-root: "/" redirects (302) here, or NULL */
+	const void *rewrite_re;		 /* regex_t of the route's path for rewrite-target,
+					  * or NULL (extras of regex routes are per route) */
+	const char *rewrite_target;	 /* rewrite-target, with $1..$9, or NULL */
+	const char *x_forwarded_prefix;	 /* x-forwarded-prefix value to send, or NULL */
+	const char *upstream_vhost;	 /* upstream-vhost: Host sent upstream, or NULL */
+	const char *auth_tls_error_page; /* client-certificate errors redirect here
+					  * (302) instead of answering 400, or NULL */
+	struct tg_tls_upstream *up_tls;	 /* backend-protocol HTTPS: the TLS profile (one
+					  * reference owned by the snapshot), or NULL */
 	/* limit-rps / limit-rpm / limit-connections, or NULL; exempt addresses */
 	const struct tg_rl_policy *limits;
 	const tg_cidr_t *limit_allow; /* limit-allowlist (limit-whitelist) */

@@ -171,6 +171,15 @@ int tg_annot_route_check(tg_cconn_t *c, const tg_route_t *rt)
 	if (x->denied)
 		return 503; /* ingress-nginx: "location denied" */
 	int st = tg_cio_route_check(c, rt);
+	if (st == 400 && x->auth_tls_error_page) {
+		/* A client-certificate error (nginx's 495/496, the only 400 the
+		 * check gives): auth-tls-error-page, as ingress-nginx's
+		 * error_page 495 496 = URL, a 302 to it. */
+		c->x->local_detail = NULL;
+		c->x->local_location =
+		    (tg_str_t){x->auth_tls_error_page, strlen(x->auth_tls_error_page)};
+		return 302;
+	}
 	if (st)
 		return st;
 	/* c->tlsh describes this request only when a policy asked for a

@@ -127,3 +127,31 @@ def test_bad_annotation_refuses_ingress_and_missing_ca_secret_answers_503(tidega
         A + "auth-tls-secret": "default/missing"}))
     assert "auth-tls-secret default/missing not found" in tg.stderr()
     assert request(tg, ctx).status == 503
+
+
+def test_error_page_redirects_certificate_errors(tidegate, backend, tmp_path):
+    """auth-tls-error-page (ingress-nginx: error_page 495 496 = URL): a
+    missing or bad certificate gets a 302 to the page instead of the 400; a
+    good one is served; a value that is not an absolute URL is logged and the
+    400 stays."""
+    page = "https://errors.example.test/cert?from=app"
+    tg, client_ca, b = start_app(tidegate, backend, tmp_path,
+                                 extra_ann={A + "auth-tls-error-page": page})
+    r = request(tg, client_context())
+    assert r.status == 302 and r.header("Location") == page
+    other = CA(tmp_path / "other-ca", "Other CA").issue("eve", client=True)
+    r = request(tg, client_context(cert=other[0], key=other[1]))
+    assert r.status == 302 and r.header("Location") == page
+    assert b.requests == 0
+    good = client_ca.issue("alice", client=True)
+    assert request(tg, client_context(cert=good[0], key=good[1])).status == 200
+    assert tg.metric("tidegate_tls_client_certificate_rejections_total", reason="missing") == 1
+    assert tg.metric("tidegate_tls_client_certificate_rejections_total", reason="invalid") == 1
+
+    ann = {A + "auth-tls-secret": "default/client-ca", A + "auth-tls-verify-client": "on",
+           A + "auth-tls-error-page": "/cert-error"}
+    tg.reload("30-app.yaml", tls_ingress("app", ["app.test"], "app-tls", annotations=ann))
+    r = request(tg, client_context())
+    assert r.status == 400 and b"No required SSL certificate was sent" in r.body
+    assert ('annotation nginx.ingress.kubernetes.io/auth-tls-error-page: "/cert-error" is not '
+            'an absolute http(s) URL: certificate errors keep answering 400' in tg.stderr())
