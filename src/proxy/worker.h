@@ -182,8 +182,12 @@ typedef struct tg_exch {
 	 * tg_annot_release at the end of the exchange; NULL: none. */
 	struct tg_rl_entry *lconn;
 	/* --- not zeroed when taken: set before use --- */
-	tg_http_request_t req;		 /* parsed head (slices into in); priv zeroed when taken */
-	tg_http_chunked_t chunk;	 /* chunked request body scanner */
+	tg_http_request_t req; /* parsed head (slices into in); priv zeroed when taken */
+	/* Right after req: a connection holding a partial head (slowloris) has
+	 * touched only the exchange's first page (objects are mmap'd, pages
+	 * resident when touched), not a page of req and one of reqh. */
+	tg_http_header_t reqh[TG_PROXY_MAX_HEADERS]; /* request fields */
+	tg_http_chunked_t chunk;		     /* chunked request body scanner */
 	tg_http_response_t resp;	 /* parsed response head (slices into up->buf) */
 	tg_http_chunked_t rchunk;	 /* chunked response scanner */
 	char reqid[32];			 /* generated X-Request-ID */
@@ -191,7 +195,6 @@ typedef struct tg_exch {
 	char cadd[512];			 /* scratch for response head additions / local responses */
 	struct iovec uiov[TG_PROXY_IOV]; /* pending upstream writes */
 	struct iovec ciov[TG_PROXY_IOV]; /* pending client writes */
-	tg_http_header_t reqh[TG_PROXY_MAX_HEADERS];  /* request fields */
 	tg_http_header_t resph[TG_PROXY_MAX_HEADERS]; /* response fields */
 } tg_exch_t;
 
