@@ -74,11 +74,16 @@ static ssize_t chunk_fail(tg_http_chunked_t *c, const char *why)
 	return TG_ERROR;
 }
 
-ssize_t tg_http_chunked_scan(tg_http_chunked_t *c, const char *buf, size_t len, bool *done)
+/* The scanner. With data (non-NULL), stops right after the first run of
+ * chunk data it passes and reports it in data[0] (offset) and data[1]
+ * (length; 0 when the bytes returned held no data). */
+static ssize_t scan(tg_http_chunked_t *c, const char *buf, size_t len, bool *done, size_t *data)
 {
 	size_t i = 0;
 
 	*done = false;
+	if (data)
+		data[0] = data[1] = 0;
 	if (c->state == CH_DONE) {
 		*done = true;
 		return 0;
@@ -91,12 +96,18 @@ ssize_t tg_http_chunked_scan(tg_http_chunked_t *c, const char *buf, size_t len, 
 			size_t n = len - i;
 			if (n > c->chunk_left)
 				n = (size_t)c->chunk_left;
+			if (data) {
+				data[0] = i;
+				data[1] = n;
+			}
 			i += n;
 			c->chunk_left -= n;
 			c->body_bytes =
 			    c->body_bytes + n < c->body_bytes ? UINT64_MAX : c->body_bytes + n;
 			if (c->chunk_left == 0)
 				c->state = CH_DATA_CR;
+			if (data)
+				return (ssize_t)i;
 			continue;
 		}
 
@@ -287,4 +298,19 @@ ssize_t tg_http_chunked_scan(tg_http_chunked_t *c, const char *buf, size_t len, 
 		}
 	}
 	return (ssize_t)i;
+}
+
+ssize_t tg_http_chunked_scan(tg_http_chunked_t *c, const char *buf, size_t len, bool *done)
+{
+	return scan(c, buf, len, done, NULL);
+}
+
+ssize_t tg_http_chunked_next_data(tg_http_chunked_t *c, const char *buf, size_t len, bool *done,
+				  size_t *data_off, size_t *data_len)
+{
+	size_t d[2];
+	ssize_t r = scan(c, buf, len, done, d);
+	*data_off = d[0];
+	*data_len = d[1];
+	return r;
 }

@@ -6,6 +6,9 @@
  * pieces, each piece in its own exactly sized heap block so ASan catches any
  * read past it; both must agree on bytes consumed, completion, error reason,
  * decoded byte count and final state. A finished body must end with CRLF.
+ * A third pass decodes it with tg_http_chunked_next_data (one data run per
+ * call): it must agree with the scan too, its runs must lie inside what each
+ * call consumed, and their total must be the decoded byte count.
  */
 #include "http/http.h"
 
@@ -95,5 +98,41 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 	if (one.c.body_bytes != many.c.body_bytes || one.c.chunk_left != many.c.chunk_left ||
 	    one.c.state != many.c.state)
 		die("split scan ended in another state");
+
+	/* Decoding pass over one exactly sized copy. */
+	char *b = malloc(n ? n : 1);
+	if (!b)
+		abort();
+	if (n)
+		memcpy(b, body, n);
+	tg_http_chunked_t dc = {0};
+	size_t pos = 0;
+	uint64_t decoded = 0;
+	ssize_t dused = 0;
+	bool ddone = false;
+	for (;;) {
+		size_t doff, dlen;
+		ssize_t r = tg_http_chunked_next_data(&dc, b + pos, n - pos, &ddone, &doff, &dlen);
+		if (r == TG_ERROR) {
+			dused = TG_ERROR;
+			break;
+		}
+		if ((size_t)r > n - pos || (dlen && (doff >= (size_t)r || doff + dlen > (size_t)r)))
+			die("data run outside the consumed bytes");
+		decoded += dlen;
+		pos += (size_t)r;
+		dused = (ssize_t)pos;
+		if (ddone || pos == n)
+			break;
+		if (r == 0)
+			die("no progress without done");
+	}
+	free(b);
+	if (dused != one.used || ddone != one.done)
+		die("decoding consumed differently");
+	if (dused == TG_ERROR && strcmp(dc.error, one.c.error) != 0)
+		die("decoding failed differently");
+	if (dused != TG_ERROR && decoded != one.c.body_bytes)
+		die("decoded bytes differ from the scan's count");
 	return 0;
 }

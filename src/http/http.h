@@ -233,6 +233,18 @@ typedef struct tg_http_chunked {
  */
 ssize_t tg_http_chunked_scan(tg_http_chunked_t *c, const char *buf, size_t len, bool *done);
 
+/*
+ * The same scan, stopping right after the first run of chunk data it passes:
+ * returns the bytes consumed (framing up to and including that run), with
+ * the run at buf + *data_off, *data_len bytes (*data_len 0: the consumed
+ * bytes held no data). Calling it until it has consumed everything sees
+ * exactly what tg_http_chunked_scan sees; the runs concatenated are the
+ * decoded body. For a proxy that must strip the chunk framing (an HTTP/1.0
+ * client cannot receive Transfer-Encoding). Errors as tg_http_chunked_scan.
+ */
+ssize_t tg_http_chunked_next_data(tg_http_chunked_t *c, const char *buf, size_t len, bool *done,
+				  size_t *data_off, size_t *data_len);
+
 /* Limits tg_http_chunked_scan enforces: one size or trailer line including its
  * CRLF, and the whole trailer section. */
 #define TG_HTTP_CHUNK_LINE_MAX	  8192

@@ -1170,6 +1170,9 @@ static int response_head(tg_cconn_t *c, size_t r)
 	case TG_BODY_CHUNKED:
 		memset(&c->x->rchunk, 0, sizeof(c->x->rchunk));
 		c->x->rbody_done = 0;
+		c->x->dechunk = c->x->req.version_minor == 0 && !c->x->upgrade;
+		if (c->x->dechunk)
+			memset(&c->x->rdec, 0, sizeof(c->x->rdec));
 		break;
 	case TG_BODY_UNTIL_CLOSE:
 		c->x->rbody_done = 0;
@@ -1193,6 +1196,25 @@ static int response_head(tg_cconn_t *c, size_t r)
 	return PUMP_PROGRESS;
 }
 
+/* dechunk: queues the data runs of the framed bytes [b->pos, rscan) and
+ * skips their framing (rchunk has validated these bytes already, so rdec,
+ * which sees the same bytes, cannot fail on them). Stops when the iovecs are
+ * full; the rest waits for the next round. */
+static void push_dechunked(tg_cconn_t *c, tg_buf_t *b)
+{
+	while (b->pos < c->x->rscan && c->x->ciov_n < TG_PROXY_IOV) {
+		size_t off, len;
+		bool done;
+		ssize_t r = tg_http_chunked_next_data(
+		    &c->x->rdec, b->pos, (size_t)(c->x->rscan - b->pos), &done, &off, &len);
+		if (r <= 0)
+			break; /* done (r == 0); an error cannot happen (see above) */
+		if (len)
+			ciov_push(c, b->pos + off, len);
+		b->pos += r;
+	}
+}
+
 static int pump_response(tg_cconn_t *c)
 {
 	tg_uconn_t *u = c->x->up;
@@ -1200,7 +1222,9 @@ static int pump_response(tg_cconn_t *c)
 	int progress = PUMP_BLOCKED;
 	for (;;) {
 		if (c->x->resp_state == RS_BODY) {
-			if (c->x->rscan > b->pos && c->x->ciov_n < TG_PROXY_IOV) {
+			if (TG_UNLIKELY(c->x->dechunk))
+				push_dechunked(c, b);
+			else if (c->x->rscan > b->pos && c->x->ciov_n < TG_PROXY_IOV) {
 				ciov_push(c, b->pos, (size_t)(c->x->rscan - b->pos));
 				b->pos = c->x->rscan;
 			}
@@ -1223,6 +1247,9 @@ static int pump_response(tg_cconn_t *c)
 			return progress;
 		if (c->x->resp_state == RS_DONE)
 			return progress;
+		if (TG_UNLIKELY(c->x->dechunk) && c->x->resp_state == RS_BODY &&
+		    b->pos < c->x->rscan)
+			continue; /* more runs than iovecs: queue the next ones */
 		if (c->x->resp_state == RS_BODY && b->pos == b->last)
 			b->pos = b->last = c->x->rscan =
 			    b->start; /* all written: reuse the buffer */

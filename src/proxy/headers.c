@@ -243,7 +243,10 @@ int tg_proxy_response_head(const tg_http_response_t *resp, const char *head, siz
 			ADD_LIT(&b, "\r\n");
 		}
 	} else {
-		if (resp->body == TG_BODY_CHUNKED)
+		/* An HTTP/1.0 client gets the data without the chunk framing,
+		 * ended by the close (RFC 9112 section 6.1: no Transfer-Encoding
+		 * to a 1.0 request; client.c strips the framing). */
+		if (resp->body == TG_BODY_CHUNKED && !ri->client_http10)
 			ADD_LIT(&b, "Transfer-Encoding: chunked\r\n");
 		if (!ri->keep_alive)
 			ADD_LIT(&b, "Connection: close\r\n");

@@ -144,6 +144,8 @@ typedef struct tg_exch {
 	uint8_t c_eof, u_eof;	     /* tunnel: direction finished */
 	uint8_t active;		     /* a request is in progress and not logged yet */
 	uint8_t rbody_done;	     /* the whole response body has been framed */
+	uint8_t dechunk;	     /* HTTP/1.0 client, chunked response: send the data
+				      * only (rdec), delimited by the connection's close */
 	uint8_t trusted;	     /* this request's X-Forwarded-* are honoured */
 	uint8_t xiplen;		     /* bytes of xip (0: the client address is ip) */
 	uint32_t tunnel_idle_ms;     /* tunnel: close after this long without traffic */
@@ -190,6 +192,7 @@ typedef struct tg_exch {
 	tg_http_chunked_t chunk;		     /* chunked request body scanner */
 	tg_http_response_t resp;	 /* parsed response head (slices into up->buf) */
 	tg_http_chunked_t rchunk;	 /* chunked response scanner */
+	tg_http_chunked_t rdec;		 /* dechunk: decoder trailing rchunk at up->buf->pos */
 	char reqid[32];			 /* generated X-Request-ID */
 	char uadd[640];			 /* scratch for the upstream head additions */
 	char cadd[512];			 /* scratch for response head additions / local responses */

@@ -1,5 +1,6 @@
 """Client keep-alive, pipelining, upstream connection pools and retries."""
 import re
+import socket
 import shutil
 import subprocess
 import threading
@@ -161,3 +162,43 @@ def test_stale_pooled_connections_retried_under_load(tidegate, backend):
         t.join()
     assert failures == []
     assert tg.metric("tidegate_upstream_retries_total") is not None
+
+
+def _http10(port, path, headers=b""):
+    """An HTTP/1.0 request on a raw socket, read until the proxy closes."""
+    s = socket.create_connection(("127.0.0.1", port), timeout=10)
+    s.sendall(b"GET " + path.encode() + b" HTTP/1.0\r\nHost: app.test\r\n" + headers + b"\r\n")
+    raw = b""
+    while True:
+        chunk = s.recv(65536)
+        if not chunk:
+            break
+        raw += chunk
+    s.close()
+    head, body = raw.split(b"\r\n\r\n", 1)
+    return head.decode("latin-1").lower(), body
+
+
+def test_http10_client_gets_chunked_response_without_framing(tidegate, backend):
+    """A chunked response to an HTTP/1.0 client (the backend speaks 1.1 to
+    tidegate): the data only, no Transfer-Encoding (RFC 9112 6.1), ended by
+    the close, whatever the client asked; many small chunks (more than one
+    round of iovecs) and large ones; HTTP/1.1 clients still get chunks."""
+    b = backend()
+    tg = tidegate(app_manifests([b.port]))
+    want = b"".join(bytes([65 + i % 26]) * 3 for i in range(1000))
+    head, body = _http10(tg.port, "/chunked/1000/3", b"Connection: keep-alive\r\n")
+    assert head.startswith("http/1.1 200")
+    assert "transfer-encoding" not in head and "x-trailer" not in head
+    assert "connection: close" in head
+    assert body == want
+    head, body = _http10(tg.port, "/chunked/4/300000")
+    assert body == b"".join(bytes([65 + i]) * 300000 for i in range(4))
+    # A real HTTP/1.0 client.
+    out = subprocess.run(["curl", "-s", "--http1.0", "-H", "Host: app.test",
+                          f"http://127.0.0.1:{tg.port}/chunked/5/7"], capture_output=True)
+    assert out.returncode == 0 and out.stdout == b"AAAAAAABBBBBBBCCCCCCCDDDDDDDEEEEEEE"
+    # HTTP/1.1: the chunks as they came (framing passed through).
+    c = Client(tg.port)
+    r = c.request(path="/chunked/3/5")
+    assert r.header("Transfer-Encoding") == "chunked" and r.body == b"AAAAABBBBBCCCCC"
