@@ -108,6 +108,7 @@ static const key_desc_t keys[] = {
     {"ssl-ciphers", V_SSLCIPHER, F(ssl_ciphers), 0},
     {"ssl-session-timeout", V_MS32, F(ssl_session_timeout_ms), 1000},
     {"ssl-session-tickets", V_BOOL, F(ssl_session_tickets), 0},
+    {"enable-ocsp", V_BOOL, F(enable_ocsp), 0},
     {"ssl-session-ticket-key", V_TICKETKEY, F(ssl_session_ticket_key), 0},
     {"proxy-real-ip-cidr", V_CIDRS, F(proxy_real_ip_cidr), 0},
     {"whitelist-source-range", V_ALLOW, F(allow_ranges), 0},

@@ -84,6 +84,7 @@ typedef struct tg_settings {
 	char ssl_protocols[64];		    /* ssl-protocols ["TLSv1.2 TLSv1.3"] */
 	char ssl_ciphers[1024];		    /* ssl-ciphers [Mozilla intermediate] */
 	uint32_t ssl_session_timeout_ms;    /* ssl-session-timeout [10m] */
+	bool enable_ocsp;		    /* enable-ocsp [false]: OCSP stapling */
 	bool ssl_session_tickets;	    /* ssl-session-tickets [true]: our only
 					     * resumption (no shared session cache) */
 	bool has_ssl_session_ticket_key;    /* ssl-session-ticket-key given */

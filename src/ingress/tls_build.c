@@ -148,6 +148,7 @@ int tg_tls_build_begin(tg_tls_build_t *tb, const tg_store_t *st, const tg_settin
 	    .ciphers = s->ssl_ciphers[0] ? s->ssl_ciphers : NULL,
 	    .session_timeout_s = s->ssl_session_timeout_ms / 1000,
 	    .no_session_tickets = !s->ssl_session_tickets,
+	    .ocsp = s->enable_ocsp,
 	};
 	char err[TG_TLS_ERR_MAX];
 	tb->b = tg_tls_store_builder_new(&o, tb->prev, err, sizeof(err));

@@ -146,6 +146,12 @@ void tg_tls_bio_cleanup(void);
 /* The ClientHello callback: SNI -> certificate and client-auth policy. */
 int tg_tls_client_hello_cb(SSL *ssl, int *al, void *arg);
 
+/* ocsp.c: staples OCSP responses for leaf on ctx (fetched in the background
+ * from the leaf's responder; the issuer must be in chain). Returns 0, or
+ * -EINVAL with why (no responder URL, no issuer, out of memory): the context
+ * then works without stapling. */
+int tg_tls_ocsp_attach(SSL_CTX *ctx, X509 *leaf, STACK_OF(X509) * chain, char *why, size_t whylen);
+
 /* Writes "fmt..." into err (truncating) and returns -EINVAL. */
 int tg_tls_fail(char *err, size_t errlen, const char *fmt, ...)
     __attribute__((format(printf, 3, 4)));

@@ -49,6 +49,7 @@ typedef struct eff_opts {
 	const char *ciphers; /* TLS 1.2 cipher list (points into the builder) */
 	uint32_t timeout_s;  /* session lifetime */
 	bool tickets;	     /* session tickets on */
+	bool ocsp;	     /* OCSP stapling (enable-ocsp) */
 } eff_opts_t;
 
 struct tg_tls_store_builder {
@@ -401,6 +402,7 @@ static int resolve_opts(const tg_tls_options_t *in, eff_opts_t *o, bool warn, ch
 	o->ciphers = in->ciphers && *in->ciphers ? in->ciphers : DEFAULT_CIPHERS;
 	o->timeout_s = in->session_timeout_s ? in->session_timeout_s : DEFAULT_SESSION_TIMEOUT_S;
 	o->tickets = !in->no_session_tickets;
+	o->ocsp = in->ocsp;
 	if (o->min_version <= TLS1_2_VERSION)
 		return check_ciphers(o->ciphers, warn, err, errlen);
 	return 0;
@@ -414,8 +416,8 @@ int tg_tls_options_check(const tg_tls_options_t *opts, char *err, size_t errlen)
 
 static void opts_fingerprint(const eff_opts_t *o, uint8_t out[32])
 {
-	uint32_t v[4] = {(uint32_t)o->min_version, (uint32_t)o->max_version, o->timeout_s,
-			 o->tickets};
+	uint32_t v[5] = {(uint32_t)o->min_version, (uint32_t)o->max_version, o->timeout_s,
+			 o->tickets, o->ocsp};
 	const void *ptr[] = {v, o->ciphers};
 	size_t len[] = {sizeof(v), strlen(o->ciphers)};
 	sha256_parts(out, 2, ptr, len);
@@ -876,9 +878,8 @@ static void leaf_fp(const X509 *leaf, uint8_t out[FP_LEN])
 
 /* Fills *out for a certificate: shares the previous store's context when the
  * PEM and the options are unchanged, else parses and builds one. */
-static int load_cert(const tg_tls_store_builder_t *b, const char *source, const char *crt,
-		     size_t crt_len, const char *key, size_t key_len, tls_cert_t *out, char *why,
-		     size_t whylen)
+static int load_cert(tg_tls_store_builder_t *b, const char *source, const char *crt, size_t crt_len,
+		     const char *key, size_t key_len, tls_cert_t *out, char *why, size_t whylen)
 {
 	memset(out, 0, sizeof(*out));
 	const void *ptr[] = {b->opts_fp, crt, key};
@@ -906,6 +907,14 @@ static int load_cert(const tg_tls_store_builder_t *b, const char *source, const 
 	if (!out->ctx) {
 		parsed_free(&p);
 		goto bad;
+	}
+	if (b->o.ocsp) {
+		/* A certificate without a responder is served without stapling,
+		 * silently (most are); one whose issuer is missing is worth a word. */
+		char w[200];
+		if (tg_tls_ocsp_attach(out->ctx, p.leaf, p.chain, w, sizeof(w)) < 0 &&
+		    !strstr(w, "no OCSP responder"))
+			bwarn(b, "%s: no OCSP stapling: %s", source, w);
 	}
 	parsed_free(&p);
 	out->leaf = SSL_CTX_get0_certificate(out->ctx);

@@ -92,6 +92,8 @@ typedef struct tg_tls_options {
 				     * about ingress-nginx's default. */
 	bool http2;		    /* reserved for h2 in ALPN; must be false until the proxy
 				     * speaks HTTP/2 */
+	bool ocsp;		    /* enable-ocsp [false]: staple OCSP responses fetched in
+				     * the background (ocsp.c) */
 } tg_tls_options_t;
 
 /* ingress-nginx's auth-tls-verify-client values. */

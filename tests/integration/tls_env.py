@@ -55,8 +55,9 @@ class CA:
     def pem(self):
         return open(self.crt, "rb").read()
 
-    def issue(self, cn, sans=(), client=False, days=30, expired=False):
-        """Returns (cert_path, key_path) of a leaf signed by this CA."""
+    def issue(self, cn, sans=(), client=False, days=30, expired=False, ocsp_url=None):
+        """Returns (cert_path, key_path) of a leaf signed by this CA (serial
+        self.serial); ocsp_url: its Authority Information Access responder."""
         self.serial += 1
         base = os.path.join(self.d, f"{re.sub(r'[^A-Za-z0-9]', '_', cn)}-{self.serial}")
         key, csr, crt, ext = base + ".key", base + ".csr", base + ".crt", base + ".ext"
@@ -67,6 +68,8 @@ class CA:
             if sans:
                 f.write("subjectAltName=" + ",".join(f"DNS:{s}" for s in sans) + "\n")
             f.write("extendedKeyUsage=" + ("clientAuth" if client else "serverAuth") + "\n")
+            if ocsp_url:
+                f.write(f"authorityInfoAccess=OCSP;URI:{ocsp_url}\n")
         if expired:
             return expired_cert(self, cn, client, base)
         args = [OPENSSL, "x509", "-req", "-in", csr, "-CA", self.crt, "-CAkey", self.key,
