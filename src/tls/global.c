@@ -362,4 +362,5 @@ void tg_tls_metrics(tg_sbuf_t *out)
 	       "Session-ticket key rotations since start.");
 	tg_sbuf_printf(out, "tidegate_tls_ticket_key_rotations_total %llu\n",
 		       (unsigned long long)sum(CTR_TICKET_ROTATIONS));
+	tg_tls_ocsp_metrics(out);
 }

@@ -152,6 +152,10 @@ int tg_tls_client_hello_cb(SSL *ssl, int *al, void *arg);
  * then works without stapling. */
 int tg_tls_ocsp_attach(SSL_CTX *ctx, X509 *leaf, STACK_OF(X509) * chain, char *why, size_t whylen);
 
+/* ocsp.c: the OCSP families of the metrics page (tg_tls_metrics). */
+struct tg_sbuf;
+void tg_tls_ocsp_metrics(struct tg_sbuf *out);
+
 /* Writes "fmt..." into err (truncating) and returns -EINVAL. */
 int tg_tls_fail(char *err, size_t errlen, const char *fmt, ...)
     __attribute__((format(printf, 3, 4)));

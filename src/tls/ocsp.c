@@ -20,11 +20,13 @@
  */
 #include "tls/internal.h"
 #include "core/log.h"
+#include "core/sbuf.h"
 
 #include <curl/curl.h>
 #include <openssl/ocsp.h>
 #include <openssl/x509v3.h>
 #include <pthread.h>
+#include <stdatomic.h>
 #include <stdlib.h>
 #include <string.h>
 #include <time.h>
@@ -59,6 +61,9 @@ static struct {
 } g = {PTHREAD_MUTEX_INITIALIZER, PTHREAD_COND_INITIALIZER, NULL, false, -1};
 
 static pthread_once_t ex_once = PTHREAD_ONCE_INIT;
+
+/* Metrics (tg_tls_ocsp_metrics). */
+static atomic_ullong n_fetch_ok, n_fetch_err, n_stapled;
 
 /* A context goes: one user fewer (the thread frees unused entries). */
 static void ctx_gone(void *parent, void *ptr, CRYPTO_EX_DATA *ad, int idx, long argl, void *argp)
@@ -273,6 +278,8 @@ static void *fetcher(void *arg)
 		time_t expires = 0;
 		int64_t next_in = OCSP_RETRY_S;
 		const char *why = fetch(due, &der, &der_len, &expires, &next_in);
+		atomic_fetch_add_explicit(why ? &n_fetch_err : &n_fetch_ok, 1,
+					  memory_order_relaxed);
 		if (why) {
 			if (!due->failing)
 				tg_warn("tls",
@@ -321,7 +328,45 @@ static int status_cb(SSL *ssl, void *arg)
 		OPENSSL_free(copy);
 		return SSL_TLSEXT_ERR_NOACK;
 	}
+	atomic_fetch_add_explicit(&n_stapled, 1, memory_order_relaxed);
 	return SSL_TLSEXT_ERR_OK;
+}
+
+void tg_tls_ocsp_metrics(struct tg_sbuf *out)
+{
+	unsigned long long with = 0, without = 0;
+	time_t now = time(NULL);
+	pthread_mutex_lock(&g.mu);
+	for (ocsp_entry_t *e = g.list; e; e = e->next) {
+		if (e->users <= 0)
+			continue;
+		pthread_mutex_lock(&e->mu);
+		bool ok = e->der && (e->expires == 0 || now < e->expires);
+		pthread_mutex_unlock(&e->mu);
+		ok ? with++ : without++;
+	}
+	pthread_mutex_unlock(&g.mu);
+	tg_sbuf_printf(out,
+		       "# HELP tidegate_tls_ocsp_certificates Certificates with an OCSP responder "
+		       "in use (enable-ocsp), by whether a valid response is there to staple.\n"
+		       "# TYPE tidegate_tls_ocsp_certificates gauge\n"
+		       "tidegate_tls_ocsp_certificates{state=\"stapled\"} %llu\n"
+		       "tidegate_tls_ocsp_certificates{state=\"without_response\"} %llu\n",
+		       with, without);
+	tg_sbuf_printf(out,
+		       "# HELP tidegate_tls_ocsp_fetches_total OCSP responses fetched, by result "
+		       "(error: no answer, or an answer that failed the checks).\n"
+		       "# TYPE tidegate_tls_ocsp_fetches_total counter\n"
+		       "tidegate_tls_ocsp_fetches_total{result=\"ok\"} %llu\n"
+		       "tidegate_tls_ocsp_fetches_total{result=\"error\"} %llu\n",
+		       (unsigned long long)atomic_load(&n_fetch_ok),
+		       (unsigned long long)atomic_load(&n_fetch_err));
+	tg_sbuf_printf(out,
+		       "# HELP tidegate_tls_ocsp_staples_total TLS handshakes that asked for "
+		       "certificate status and got a stapled OCSP response.\n"
+		       "# TYPE tidegate_tls_ocsp_staples_total counter\n"
+		       "tidegate_tls_ocsp_staples_total %llu\n",
+		       (unsigned long long)atomic_load(&n_stapled));
 }
 
 /* ------------------------------------------------------------ attach */

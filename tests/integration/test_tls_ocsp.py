@@ -92,6 +92,11 @@ def test_ocsp_stapling(tidegate, backend, tmp_path):
         while "OCSP: no response from" not in tg.stderr() and time.time() < end:
             time.sleep(0.2)
         assert "OCSP: no response from http://127.0.0.1:" in tg.stderr()
+        assert tg.metric("tidegate_tls_ocsp_certificates", state="stapled") == 2
+        assert tg.metric("tidegate_tls_ocsp_certificates", state="without_response") == 1
+        assert tg.metric("tidegate_tls_ocsp_fetches_total", result="ok") >= 2
+        assert tg.metric("tidegate_tls_ocsp_fetches_total", result="error") >= 1
+        assert tg.metric("tidegate_tls_ocsp_staples_total") >= 2
         # The responder going away later does not take the staple with it
         # (the response is valid for 10 minutes).
         responder.terminate()
@@ -100,6 +105,14 @@ def test_ocsp_stapling(tidegate, backend, tmp_path):
         # Off again: no staple.
         tg.reload("01-configmap.yaml", configmap({"enable-ocsp": "false"}))
         assert staple(tg.https, "good.test") is None
+        # Once the old contexts are released (workers move to the new
+        # snapshot), no certificate is counted any more.
+        end = time.time() + 10 * SLOWDOWN
+        while (tg.metric("tidegate_tls_ocsp_certificates", state="stapled") != 0
+               and time.time() < end):
+            s_client(tg.https, sni="good.test", wait=0)
+            time.sleep(0.1)
+        assert tg.metric("tidegate_tls_ocsp_certificates", state="stapled") == 0
     finally:
         if responder.poll() is None:
             responder.terminate()
