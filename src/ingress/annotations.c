@@ -390,6 +390,70 @@ static bool parse_extra(tg_str_t name, const char *key, const char *v, size_t vl
 			out->use_regex = out->use_regex || on;
 		return true;
 	}
+	/* Session affinity (ingress-nginx's sticky cookie). */
+	if (name_is(name, "affinity")) {
+		tg_str_t s = {v, vl};
+		if (!tg_str_eq(s, "cookie", 6))
+			*want = " (want cookie)";
+		else
+			out->affinity_cookie = true;
+		return true;
+	}
+	if (name_is(name, "affinity-mode") || name_is(name, "session-cookie-change-on-failure")) {
+		/* balanced and persistent both keep a session on its endpoint while
+		 * it exists (tidegate does not rebalance sessions on scale-out);
+		 * an endpoint that went away is always replaced. */
+		tg_str_t s = {v, vl};
+		bool b;
+		if (name.ptr[0] == 'a' && !tg_str_eq(s, "balanced", 8) &&
+		    !tg_str_eq(s, "persistent", 10))
+			*want = " (want balanced or persistent)";
+		else if (name.ptr[0] == 's' && tg_parse_bool(v, vl, &b))
+			*want = " (want true or false)";
+		return true;
+	}
+	if (name_is(name, "session-cookie-name") || name_is(name, "session-cookie-path") ||
+	    name_is(name, "session-cookie-samesite")) {
+		bool cname = name.ptr[15] == 'n', csame = name.ptr[15] == 's';
+		bool ok = header_safe(v, vl) && !memchr(v, ';', vl) && !memchr(v, ',', vl);
+		for (size_t i = 0; ok && cname && i < vl; i++)
+			ok = v[i] != '=';
+		tg_str_t s = {v, vl};
+		if (csame)
+			ok = tg_str_caseeq(s, "None", 4) || tg_str_caseeq(s, "Lax", 3) ||
+			     tg_str_caseeq(s, "Strict", 6);
+		if (!ok) {
+			*want = csame	? " (want None, Lax or Strict)"
+				: cname ? " (want a cookie name: no blanks, '=', ';' or ',')"
+					: " (want a path without blanks, ';' or ',')";
+			return true;
+		}
+		char *d = tg_arena_strndup(a, v, vl);
+		if (!d)
+			*err = -ENOMEM;
+		else if (cname)
+			out->cookie_name = d;
+		else if (csame)
+			out->cookie_samesite = d;
+		else
+			out->cookie_path = d;
+		return true;
+	}
+	if (name_is(name, "session-cookie-max-age") || name_is(name, "session-cookie-expires")) {
+		uint64_t sec;
+		if (tg_parse_u64(v, vl, &sec) || sec > UINT32_MAX)
+			*want = " (want seconds)";
+		else if (name.ptr[15] == 'm')
+			out->cookie_max_age = (uint32_t)sec;
+		else
+			out->cookie_expires = (uint32_t)sec;
+		return true;
+	}
+	if (name_is(name, "session-cookie-secure")) {
+		if (tg_parse_bool(v, vl, &out->cookie_secure))
+			*want = " (want true or false)";
+		return true;
+	}
 	/* nginx's error_page 495 496 = URL: a certificate error redirects (302)
 	 * there. Only an absolute URL can be honoured: a local path would be an
 	 * internal redirect into a location nginx serves without the check, and

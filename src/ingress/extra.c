@@ -301,8 +301,8 @@ const tg_route_extra_t *tg_extra_build_ingress(tg_extra_build_t *eb, const tg_ob
 	if (!an->refused && !an->has_allow && !an->has_deny && !global_allow && !global_deny &&
 	    !global_bad && !an->match_cn && !an->redirect_url && !an->app_root &&
 	    !an->rewrite_target && !an->x_forwarded_prefix && !an->upstream_vhost &&
-	    !an->auth_tls_error_page && an->protocol != TG_PROTO_HTTPS && !an->limit_rps &&
-	    !an->limit_rpm && !an->limit_conns)
+	    !an->auth_tls_error_page && !an->affinity_cookie && an->protocol != TG_PROTO_HTTPS &&
+	    !an->limit_rps && !an->limit_rpm && !an->limit_conns)
 		return NULL;
 	tg_route_extra_t *ex = tg_arena_alloc(eb->a, sizeof(*ex));
 	if (!ex)
@@ -369,6 +369,18 @@ const tg_route_extra_t *tg_extra_build_ingress(tg_extra_build_t *eb, const tg_ob
 	    (an->auth_tls_error_page &&
 	     !(ex->auth_tls_error_page = tg_arena_strdup(eb->a, an->auth_tls_error_page))))
 		goto oom;
+	if (an->affinity_cookie) {
+		if (!(ex->cookie_name = tg_arena_strdup(
+			  eb->a, an->cookie_name ? an->cookie_name : "INGRESSCOOKIE")) ||
+		    (an->cookie_path &&
+		     !(ex->cookie_path = tg_arena_strdup(eb->a, an->cookie_path))) ||
+		    (an->cookie_samesite &&
+		     !(ex->cookie_samesite = tg_arena_strdup(eb->a, an->cookie_samesite))))
+			goto oom;
+		ex->cookie_max_age = an->cookie_max_age;
+		ex->cookie_expires = an->cookie_expires;
+		ex->cookie_secure = an->cookie_secure;
+	}
 	if (an->limit_rps || an->limit_rpm || an->limit_conns) {
 		/* The zone is found again by name at every build: buckets survive
 		 * rebuilds (ratelimit.h). */

@@ -131,6 +131,13 @@ typedef struct tg_ingress_annotations {
 	const char *x_forwarded_prefix;	 /* x-forwarded-prefix, or NULL */
 	const char *upstream_vhost;	 /* upstream-vhost, or NULL */
 	const char *auth_tls_error_page; /* auth-tls-error-page (absolute URL), or NULL */
+	bool affinity_cookie;		 /* affinity: cookie */
+	const char *cookie_name;	 /* session-cookie-name, or NULL [INGRESSCOOKIE] */
+	const char *cookie_path;	 /* session-cookie-path, or NULL [the route's path] */
+	uint32_t cookie_max_age;	 /* session-cookie-max-age seconds, 0: none */
+	uint32_t cookie_expires;	 /* session-cookie-expires seconds, 0: none */
+	const char *cookie_samesite;	 /* session-cookie-samesite None/Lax/Strict, or NULL */
+	bool cookie_secure;		 /* session-cookie-secure "true" */
 	bool canary;			 /* canary "true": a weighted copy of another
 					  * Ingress's paths, which tidegate cannot split
 					  * traffic for: not routed at all (translate.c) */

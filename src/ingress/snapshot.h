@@ -172,8 +172,16 @@ typedef struct tg_route_extra {
 	const char *upstream_vhost;	 /* upstream-vhost: Host sent upstream, or NULL */
 	const char *auth_tls_error_page; /* client-certificate errors redirect here
 					  * (302) instead of answering 400, or NULL */
-	struct tg_tls_upstream *up_tls;	 /* backend-protocol HTTPS: the TLS profile (one
-					  * reference owned by the snapshot), or NULL */
+	/* affinity: cookie (session stickiness): the cookie names the endpoint
+	 * (proxy/annot.c); cookie_name NULL: no affinity. */
+	const char *cookie_name;	/* session-cookie-name [INGRESSCOOKIE] */
+	const char *cookie_path;	/* session-cookie-path, or NULL: the route's path */
+	uint32_t cookie_max_age;	/* Max-Age seconds, 0: none */
+	uint32_t cookie_expires;	/* Expires = now + seconds, 0: none */
+	const char *cookie_samesite;	/* SameSite value, or NULL */
+	bool cookie_secure;		/* Secure attribute */
+	struct tg_tls_upstream *up_tls; /* backend-protocol HTTPS: the TLS profile (one
+					 * reference owned by the snapshot), or NULL */
 	/* limit-rps / limit-rpm / limit-connections, or NULL; exempt addresses */
 	const struct tg_rl_policy *limits;
 	const tg_cidr_t *limit_allow; /* limit-allowlist (limit-whitelist) */

@@ -15,7 +15,11 @@
 #include <sys/socket.h>
 
 #include <regex.h>
+#include <stdio.h>
 #include <string.h>
+#include <time.h>
+
+#include "ingress/hash.h"
 
 /* Appends to the per-request buffer; false when it is full or missing. */
 static bool put(tg_buf_t *b, const char *p, size_t n)
@@ -270,4 +274,120 @@ int tg_annot_forward(tg_cconn_t *c, tg_fwd_info_t *fi)
 	if (x->rewrite_re && x->rewrite_target)
 		return rewrite(c, x->rewrite_re, x->rewrite_target, &fi->target);
 	return 0;
+}
+
+/* ------------------------------------------------------------------ */
+/* affinity: cookie                                                    */
+
+/* The cookie value naming an endpoint: 16 hex digits of a hash of its
+ * "address:port" text, the same in every worker, process and node. */
+static uint64_t aff_hash(const tg_endpoint_t *ep)
+{
+	return tg_hash_bytes(ep->text, strlen(ep->text), 0x7469646567617465ull);
+}
+
+static bool hex16(const char *p, size_t n, uint64_t *out)
+{
+	uint64_t v = 0;
+	if (n != 16)
+		return false;
+	for (size_t i = 0; i < n; i++) {
+		char ch = p[i];
+		int d = ch >= '0' && ch <= '9'	 ? ch - '0'
+			: ch >= 'a' && ch <= 'f' ? ch - 'a' + 10
+						 : -1;
+		if (d < 0)
+			return false;
+		v = v << 4 | (uint64_t)d;
+	}
+	*out = v;
+	return true;
+}
+
+/* The value of cookie `name` in the request's Cookie fields, or len 0. */
+static tg_str_t cookie_value(const tg_cconn_t *c, const char *name)
+{
+	size_t nl = strlen(name);
+	for (size_t i = 0; i < c->x->req.num_headers; i++) {
+		const tg_http_header_t *h = &c->x->reqh[i];
+		if (!tg_str_caseeq(h->name, "cookie", 6))
+			continue;
+		const char *p = h->value.ptr, *end = p + h->value.len;
+		while (p < end) {
+			while (p < end && (*p == ' ' || *p == ';'))
+				p++;
+			const char *eq = memchr(p, '=', (size_t)(end - p));
+			const char *semi = memchr(p, ';', (size_t)(end - p));
+			if (!semi)
+				semi = end;
+			if (eq && eq < semi && (size_t)(eq - p) == nl && memcmp(p, name, nl) == 0)
+				return (tg_str_t){eq + 1, (size_t)(semi - eq - 1)};
+			p = semi;
+		}
+	}
+	return (tg_str_t){NULL, 0};
+}
+
+int tg_annot_affinity_pick(tg_cconn_t *c)
+{
+	const tg_route_extra_t *x = c->x->route->opts.extra;
+	const tg_backend_t *b = c->x->backend;
+	uint64_t want;
+	if (!x || !x->cookie_name || !b)
+		return -1;
+	tg_str_t v = cookie_value(c, x->cookie_name);
+	if (!v.len || !hex16(v.ptr, v.len, &want))
+		return -1;
+	for (uint32_t i = 0; i < b->n_endpoints; i++)
+		if (aff_hash(&b->endpoints[i]) == want)
+			return (int)i;
+	return -1; /* its endpoint is gone: picked anew, and a new cookie set */
+}
+
+/* A path usable as the cookie's Path: the route's own unless it is a
+ * regular expression (ingress-nginx then wants session-cookie-path). */
+static const char *cookie_path(const tg_route_t *rt)
+{
+	const char *p = rt->opts.extra->cookie_path;
+	if (p)
+		return p;
+	p = rt->path;
+	if (!p || p[0] != '/' || strpbrk(p, "^$*+?()[]{}|\\ \t;,"))
+		return "/";
+	return p;
+}
+
+tg_str_t tg_annot_affinity_cookie(tg_cconn_t *c)
+{
+	const tg_route_extra_t *x = c->x->route->opts.extra;
+	tg_buf_t *b = c->x->xbuf ? c->x->xbuf : xbuf(c); /* append: the target may be there */
+	char line[512];
+	if (!b)
+		return (tg_str_t){NULL, 0};
+	const tg_endpoint_t *ep = &c->x->backend->endpoints[c->x->ep_idx];
+	int n = snprintf(line, sizeof(line), "%s=%016llx; Path=%s", x->cookie_name,
+			 (unsigned long long)aff_hash(ep), cookie_path(c->x->route));
+	if (n > 0 && x->cookie_expires && (size_t)n < sizeof(line)) {
+		time_t t = time(NULL) + (time_t)x->cookie_expires;
+		struct tm tm;
+		gmtime_r(&t, &tm);
+		n += (int)strftime(line + n, sizeof(line) - (size_t)n,
+				   "; Expires=%a, %d %b %Y %H:%M:%S GMT", &tm);
+	}
+	if (n > 0 && x->cookie_max_age && (size_t)n < sizeof(line))
+		n +=
+		    snprintf(line + n, sizeof(line) - (size_t)n, "; Max-Age=%u", x->cookie_max_age);
+	if (n > 0 && x->cookie_samesite && (size_t)n < sizeof(line))
+		n += snprintf(line + n, sizeof(line) - (size_t)n, "; SameSite=%s",
+			      x->cookie_samesite);
+	if (n > 0 && x->cookie_secure && (size_t)n < sizeof(line))
+		n += snprintf(line + n, sizeof(line) - (size_t)n, "; Secure");
+	if (n > 0 && (size_t)n < sizeof(line))
+		n += snprintf(line + n, sizeof(line) - (size_t)n, "; HttpOnly");
+	if (n <= 0 || (size_t)n >= sizeof(line))
+		return (tg_str_t){NULL, 0};
+	char *at = b->last;
+	if (!put(b, line, (size_t)n))
+		return (tg_str_t){NULL, 0};
+	return (tg_str_t){at, (size_t)n};
 }

@@ -41,6 +41,16 @@ int tg_annot_route_check(tg_cconn_t *c, const tg_route_t *rt);
  * and ->prefix. Returns 0, or -1 when no buffer was available (answer 500). */
 int tg_annot_forward(tg_cconn_t *c, tg_fwd_info_t *fi);
 
+/* affinity: cookie. The endpoint index the request's session cookie names
+ * (in c->x->backend), or -1 (no such cookie, a malformed one, or its
+ * endpoint is gone). */
+int tg_annot_affinity_pick(tg_cconn_t *c);
+
+/* The Set-Cookie value naming the endpoint c->x->ep_idx (name=value; Path;
+ * Expires; Max-Age; SameSite; Secure; HttpOnly), in the per-request buffer
+ * after anything already there; len 0 when it cannot be built. */
+tg_str_t tg_annot_affinity_cookie(tg_cconn_t *c);
+
 /* Gives back the per-request buffer and the limit-connections slot (end of
  * the exchange, close); safe to call more than once. */
 void tg_annot_release(tg_cconn_t *c);

@@ -762,6 +762,13 @@ static int start_exchange(tg_cconn_t *c, size_t head_len)
 		ciov_push(c, continue_100, sizeof(continue_100) - 1);
 
 	c->x->ep_idx = pick_endpoint(c);
+	if (TG_UNLIKELY(c->x->route->opts.extra && c->x->route->opts.extra->cookie_name)) {
+		/* affinity: cookie: the session's endpoint while it exists. */
+		int a = tg_annot_affinity_pick(c);
+		if (a >= 0)
+			c->x->ep_idx = (uint32_t)a;
+		c->x->aff_ep = a >= 0 ? (uint32_t)a + 1 : 0;
+	}
 	c->phase = CP_PROXY;
 	attempt(c, false);
 	return STEP_AGAIN;
@@ -1144,7 +1151,12 @@ static int response_head(tg_cconn_t *c, size_t r)
 	c->x->keep = keep;
 	char date[29];
 	tg_http_date(date);
-	tg_resp_info_t ri = {keep, c->x->req.version_minor == 0, c->x->upgrade, date};
+	tg_resp_info_t ri = {keep, c->x->req.version_minor == 0, c->x->upgrade, date, {NULL, 0}};
+	/* affinity: cookie: a session that has no endpoint yet, or whose
+	 * endpoint failed and another answered, is told which one it has. */
+	if (TG_UNLIKELY(c->x->route->opts.extra && c->x->route->opts.extra->cookie_name) &&
+	    c->x->aff_ep != c->x->ep_idx + 1)
+		ri.set_cookie = tg_annot_affinity_cookie(c);
 	if (c->x->ciov_i == c->x->ciov_n) {
 		c->x->ciov_i = c->x->ciov_n = 0;
 		c->x->last_cwrite = now_ms(c);

@@ -248,6 +248,11 @@ int tg_proxy_response_head(const tg_http_response_t *resp, const char *head, siz
 		 * to a 1.0 request; client.c strips the framing). */
 		if (resp->body == TG_BODY_CHUNKED && !ri->client_http10)
 			ADD_LIT(&b, "Transfer-Encoding: chunked\r\n");
+		if (ri->set_cookie.len) {
+			ADD_LIT(&b, "Set-Cookie: ");
+			add_ref(&b, ri->set_cookie.ptr, ri->set_cookie.len);
+			ADD_LIT(&b, "\r\n");
+		}
 		if (!ri->keep_alive)
 			ADD_LIT(&b, "Connection: close\r\n");
 		else if (ri->client_http10)

@@ -39,10 +39,12 @@ typedef struct tg_fwd_info {
 
 /* What the proxy adds to a response. */
 typedef struct tg_resp_info {
-	bool keep_alive;    /* the client connection stays open after this response */
-	bool client_http10; /* the client spoke HTTP/1.0 */
-	bool upgrade;	    /* 101 to an Upgrade request: tunnel follows */
-	const char *date;   /* 29 bytes IMF-fixdate, used when the backend sent no Date */
+	bool keep_alive;     /* the client connection stays open after this response */
+	bool client_http10;  /* the client spoke HTTP/1.0 */
+	bool upgrade;	     /* 101 to an Upgrade request: tunnel follows */
+	const char *date;    /* 29 bytes IMF-fixdate, used when the backend sent no Date */
+	tg_str_t set_cookie; /* a Set-Cookie value to add (affinity), or len 0; must stay
+			      * valid until the head is written */
 } tg_resp_info_t;
 
 /*

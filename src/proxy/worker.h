@@ -179,6 +179,8 @@ typedef struct tg_exch {
 	uint64_t t_up_start_ns;	  /* last attempt started */
 	uint64_t t_up_end_ns;	  /* response complete from upstream */
 	uint64_t rate_until_ms;	  /* limit-rate: writing waits until then (0: not waiting) */
+	uint32_t aff_ep;	  /* affinity: 1 + the endpoint the request's cookie named
+				   * (0: none) */
 	tg_str_t reqid_client;	  /* the client's X-Request-ID (len 0: none) */
 	/* limit-connections (ratelimit.h): the slot held, given back by
 	 * tg_annot_release at the end of the exchange; NULL: none. */
